@@ -1,0 +1,1 @@
+// ONNXProto module (being built).
