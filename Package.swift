@@ -21,18 +21,21 @@ let package = Package(
             providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"])]
         ),
         .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
 
         // Generated swift-protobuf types for onnx.proto (see Sources/ONNXProto/README.md).
         .target(name: "ONNXProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
 
         .target(name: "Media", dependencies: ["CFFmpeg"]),
         .target(name: "Inference", dependencies: ["CDNNL", "ONNXProto"]),
+        // Keras H5 importer (libhdf5) producing the same graph IR as the ONNX importer.
+        .target(name: "KerasImport", dependencies: ["CHDF5", "Inference"]),
         .target(name: "Output"),
-        .target(name: "Pipeline", dependencies: ["Media", "Inference", "Output"]),
+        .target(name: "Pipeline", dependencies: ["Media", "Inference", "KerasImport", "Output"]),
         .executableTarget(
             name: "framepipe",
             dependencies: [
-                "Media", "Inference", "Output", "Pipeline",
+                "Media", "Inference", "KerasImport", "Output", "Pipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -42,6 +45,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "MediaTests", dependencies: ["Media", "TestSupport"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "TestSupport"]),
+        .testTarget(name: "KerasImportTests", dependencies: ["KerasImport", "Inference", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Output", "TestSupport"]),
         // Runs the built `framepipe` binary as a user would; depends on it so it is built first.
         .testTarget(name: "EndToEndTests", dependencies: ["framepipe", "TestSupport"]),

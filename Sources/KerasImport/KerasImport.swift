@@ -1,0 +1,1 @@
+// KerasImport module (being built).
