@@ -1,1 +1,0 @@
-// Output module (being built).
