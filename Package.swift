@@ -12,6 +12,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C at the edge: system libraries found through pkg-config / plain -l flags.
@@ -32,10 +34,20 @@ let package = Package(
         .target(name: "KerasImport", dependencies: ["CHDF5", "Inference"]),
         .target(name: "Output"),
         .target(name: "Pipeline", dependencies: ["Media", "Inference", "KerasImport", "Output"]),
+        // The daemon: config, inbox watcher, live streams, sd_notify, metrics.
+        .target(
+            name: "Service",
+            dependencies: [
+                "Media", "Inference", "KerasImport", "Output", "Pipeline",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "framepipe",
             dependencies: [
-                "Media", "Inference", "KerasImport", "Output", "Pipeline",
+                "Media", "Inference", "KerasImport", "Output", "Pipeline", "Service",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -47,6 +59,7 @@ let package = Package(
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "TestSupport"]),
         .testTarget(name: "KerasImportTests", dependencies: ["KerasImport", "Inference", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Output", "TestSupport"]),
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "TestSupport"]),
         // Runs the built `framepipe` binary as a user would; depends on it so it is built first.
         .testTarget(name: "EndToEndTests", dependencies: ["framepipe", "TestSupport"]),
     ],

@@ -15,6 +15,7 @@ struct FramePipe: AsyncParsableCommand {
             CheckCommand.self,
             InspectCommand.self,
             BenchCommand.self,
+            ServeCommand.self,
         ]
     )
 }
