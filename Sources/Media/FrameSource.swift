@@ -36,7 +36,7 @@ public final class FrameSource {
     public private(set) var stats = SourceStats()
 
     private let container: FormatContext
-    private let decoder: Decoder
+    private let decoder: VideoDecoder
     private let streamIndex: Int32
     private let timeBase: Double
     private let packet = PacketBuffer()
@@ -86,7 +86,7 @@ public final class FrameSource {
         streamIndex = Int32(index)
         stream = StreamInfo(stream: st, container: ctx)
         timeBase = stream.timeBase.value ?? 0
-        decoder = try Decoder(stream: st, threads: options.decoderThreads,
+        decoder = try VideoDecoder(stream: st, threads: options.decoderThreads,
                               keyframesOnly: options.sampling.keyframesOnly, input: input)
         sampler = FrameSampler(options: options.sampling)
         nextIndex = 0
@@ -175,9 +175,12 @@ public final class FrameSource {
                 let status = av_read_frame(container.ctx, pkt)
                 if status < 0 {
                     if status != FFCode.eof && status != FFCode.exit && !container.interrupt.isSet {
-                        pendingError = MediaError(
-                            input: input, operation: "read packet",
-                            message: "\(ffErrorString(status)) after \(stats.packetsRead) packets (input damaged or truncated)")
+                        var message = "\(ffErrorString(status)) after \(stats.packetsRead) packets (input damaged or truncated)"
+                        if stats.packetsRead == 0 && !container.isSeekable {
+                            message += "; note: an MP4 whose index (moov) is at the end cannot be read from a pipe: "
+                                + "pass the file path, or remux it with 'ffmpeg -i IN -c copy -movflags +faststart OUT'"
+                        }
+                        pendingError = MediaError(input: input, operation: "read packet", message: message)
                     }
                     startDraining()
                     return

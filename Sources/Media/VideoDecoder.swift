@@ -1,7 +1,7 @@
 import CFFmpeg
 
 /// Owns a video decoder (`AVCodecContext`) and drives FFmpeg's send/receive state machine.
-final class Decoder {
+final class VideoDecoder {
     /// What `avcodec_receive_frame` reported: EAGAIN and EOF are states, not errors.
     enum Receive {
         /// A frame was written into the caller's frame.
