@@ -7,7 +7,9 @@ public final class DecodedFrame: @unchecked Sendable {
     /// input was decoded from its beginning. After a `--start` seek the decoder starts at a key frame
     /// whose position is unknown, so the index of the first frame after the seek is estimated as
     /// `round((pts - stream start) * average fps)` and later frames count up from it: exact for
-    /// constant-frame-rate streams, an estimate for variable frame rate.
+    /// constant-frame-rate streams, an estimate for variable frame rate. With key frames only, the
+    /// other frames are never decoded: the index is the key packet's position in the stream (exact
+    /// for closed GOPs, which is what H.264 IDR key frames are).
     public let index: Int
     /// Presentation time in seconds: the frame's best-effort timestamp (its pts when present,
     /// else FFmpeg's guess) times the stream time base, as ffprobe's `pts_time` (not shifted by

@@ -52,6 +52,8 @@ public final class FrameSource {
     private var nextIndex: Int?
     private var lastPTS: Double?
     private var lastPacketCorrupt = false
+    /// Key frames only: stream position of each key packet sent, by pts, until its frame comes out.
+    private var keyPacketOrdinals: [Int64: Int] = [:]
 
     /// Opens `input` ("-" = stdin, or a URL) and its video stream, ready to decode.
     /// Throws a `MediaError` naming the input when it cannot be opened, has no (such) video stream,
@@ -145,11 +147,12 @@ public final class FrameSource {
         }
         lastPTS = pts
         let index: Int
-        if let n = nextIndex {
-            index = n
+        if options.sampling.keyframesOnly {
+            // Non-key frames are never decoded, so count packets instead: a key packet's position in
+            // decode order is its frame's position in presentation order for closed GOPs.
+            index = keyPacketOrdinals.removeValue(forKey: f.best_effort_timestamp) ?? estimatedIndex(pts)
         } else {
-            let rate = stream.fps ?? stream.baseFPS ?? 0
-            index = max(0, Int(((pts - (stream.startTime ?? 0)) * rate).rounded()))
+            index = nextIndex ?? estimatedIndex(pts)
         }
         nextIndex = index + 1
         switch sampler.decide(pts: pts, keyframe: f.key_frame != 0) {
@@ -165,6 +168,12 @@ public final class FrameSource {
             phase = .finished
             return nil
         }
+    }
+
+    /// The index of a frame whose position is unknown (after a seek): pts times the average frame rate.
+    private func estimatedIndex(_ pts: Double) -> Int {
+        let rate = stream.fps ?? stream.baseFPS ?? 0
+        return max(0, Int(((pts - (stream.startTime ?? 0)) * rate).rounded()))
     }
 
     /// Reads packets until one of our stream is sent to the decoder, or starts draining at end of input.
@@ -193,6 +202,9 @@ public final class FrameSource {
                 if options.sampling.keyframesOnly && (pkt.pointee.flags & AV_PKT_FLAG_KEY) == 0 {
                     av_packet_unref(pkt)
                     continue
+                }
+                if options.sampling.keyframesOnly && !seeked && pkt.pointee.pts != FFCode.noPTS {
+                    keyPacketOrdinals[pkt.pointee.pts] = stats.packetsRead - 1
                 }
                 if let end = options.sampling.end, pkt.pointee.dts != FFCode.noPTS,
                    Double(pkt.pointee.dts) * timeBase > end + 10 {
