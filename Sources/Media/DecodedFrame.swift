@@ -1,0 +1,50 @@
+import CFFmpeg
+
+/// One decoded, kept frame. It owns an `AVFrame` reference (freed in `deinit`, `av_frame_free`),
+/// so it can be given away from the decode stage to the scale stage without copying pixels.
+public final class DecodedFrame: @unchecked Sendable {
+    /// Position among all decoded frames of the stream (0-based), before sampling. Exact when the
+    /// input was decoded from its beginning. After a `--start` seek the decoder starts at a key frame
+    /// whose position is unknown, so the index of the first frame after the seek is estimated as
+    /// `round((pts - stream start) * average fps)` and later frames count up from it: exact for
+    /// constant-frame-rate streams, an estimate for variable frame rate. With key frames only, the
+    /// other frames are never decoded: the index is the key packet's position in the stream (exact
+    /// for closed GOPs, which is what H.264 IDR key frames are).
+    public let index: Int
+    /// Presentation time in seconds: the frame's best-effort timestamp (its pts when present,
+    /// else FFmpeg's guess) times the stream time base, as ffprobe's `pts_time` (not shifted by
+    /// the stream's start time).
+    public let pts: Double
+    /// True for a key frame (`AVFrame.key_frame`).
+    public let keyframe: Bool
+    /// The frame; owned by this object. Internal: users never touch FFmpeg types.
+    let frame: UnsafeMutablePointer<AVFrame>
+
+    /// Takes over the contents of `source` (`av_frame_move_ref`), leaving it blank for reuse.
+    init(moving source: UnsafeMutablePointer<AVFrame>, index: Int, pts: Double, keyframe: Bool) {
+        guard let f = av_frame_alloc() else { fatalError("av_frame_alloc: out of memory") }
+        av_frame_move_ref(f, source)
+        frame = f
+        self.index = index
+        self.pts = pts
+        self.keyframe = keyframe
+    }
+
+    deinit {
+        var f: UnsafeMutablePointer<AVFrame>? = frame
+        av_frame_free(&f)
+    }
+
+    /// Picture width in pixels.
+    public var width: Int { Int(frame.pointee.width) }
+    /// Picture height in pixels.
+    public var height: Int { Int(frame.pointee.height) }
+    /// Pixel format name, e.g. "yuv420p".
+    public var pixelFormat: String {
+        av_get_pix_fmt_name(AVPixelFormat(frame.pointee.format)).map { String(cString: $0) } ?? "unknown"
+    }
+    /// True when the decoder flagged this frame as damaged (`AV_FRAME_FLAG_CORRUPT` or `decode_error_flags`).
+    public var isCorrupt: Bool {
+        (frame.pointee.flags & AV_FRAME_FLAG_CORRUPT) != 0 || frame.pointee.decode_error_flags != 0
+    }
+}
