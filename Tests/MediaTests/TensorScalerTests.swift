@@ -64,3 +64,82 @@ struct TensorScalerTests {
         #expect(meanDiff <= 0.5, "mean abs difference \(meanDiff)")
     }
 }
+
+@Suite("TensorScaler: normalisation and reconfiguration")
+struct TensorScalerBehaviourTests {
+    @Test("mean/std are applied per channel through the lookup table", .enabled(if: TestEnv.hasAssets))
+    func normalisation() throws {
+        let frame = try #require(try FrameSource(input: Fixtures.video("slideshow_dev.mp4")).next())
+        var raw = [Float](repeating: 0, count: 3 * 64 * 48)
+        var net = raw, tf = raw
+        try raw.withUnsafeMutableBufferPointer {
+            try TensorScaler(preprocess: TensorScalerTests.raw(64, 48, .stretch)).write(frame, to: $0.baseAddress!)
+        }
+        var imagenet = Preprocess.imagenet(size: 1)
+        imagenet.width = 64; imagenet.height = 48
+        try net.withUnsafeMutableBufferPointer { try TensorScaler(preprocess: imagenet).write(frame, to: $0.baseAddress!) }
+        var minus = Preprocess.minusOneToOne(size: 1)
+        minus.width = 64; minus.height = 48
+        try tf.withUnsafeMutableBufferPointer { try TensorScaler(preprocess: minus).write(frame, to: $0.baseAddress!) }
+        let plane = 64 * 48
+        for i in 0..<(3 * plane) {
+            let c = i / plane
+            #expect(abs(net[i] - (raw[i] - imagenet.mean[c]) / imagenet.std[c]) < 1e-5)
+            #expect(abs(tf[i] - (raw[i] / 127.5 - 1)) < 1e-6)
+        }
+        #expect(tf.min()! >= -1 && tf.max()! <= 1)
+        #expect(Set(raw).count > 50, "a real picture, not a constant")
+    }
+
+    @Test("letterbox borders take the pad value; every float is written")
+    func letterboxPad() throws {
+        let dir = try TestEnv.tempDir("media-pad")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("wide.mp4").path
+        try Fixtures.run("ffmpeg -v error -y -f lavfi -i color=c=white:size=160x40:rate=5 -frames:v 1 -c:v libx264 -pix_fmt yuv420p '\(path)'")
+        let frame = try #require(try FrameSource(input: path).next())
+        let pre = Preprocess(width: 32, height: 32, mode: .letterbox, mean: [0, 0, 0], std: [1, 1, 1], padValue: 114)
+        var out = [Float](repeating: .nan, count: pre.floatsPerImage)
+        try out.withUnsafeMutableBufferPointer { try TensorScaler(preprocess: pre).write(frame, to: $0.baseAddress!) }
+        #expect(!out.contains { $0.isNaN })
+        // 160x40 -> 32x8 centred: rows 0..11 and 20..31 are padding, rows 12..19 the white picture.
+        for c in 0..<3 {
+            #expect(out[c * 1024 + 0] == 114 && out[c * 1024 + 31 * 32 + 31] == 114)
+            #expect(out[c * 1024 + 16 * 32 + 16] > 230)
+        }
+    }
+
+    @Test("a mid-stream size change re-creates the scaler and still matches a fresh one")
+    func sizeChange() throws {
+        let dir = try TestEnv.tempDir("media-size-change")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let d = dir.path
+        try Fixtures.run("""
+            cd '\(d)' && \
+            ffmpeg -v error -y -f lavfi -i testsrc=size=96x64:rate=10:duration=1 -c:v libx264 -pix_fmt yuv420p s1.mkv && \
+            ffmpeg -v error -y -f lavfi -i testsrc=size=128x80:rate=10:duration=1 -c:v libx264 -pix_fmt yuv420p s2.mkv && \
+            printf "file s1.mkv\\nfile s2.mkv\\n" > list.txt && \
+            ffmpeg -v error -y -f concat -safe 0 -i list.txt -c copy both.mkv
+            """)
+        let (frames, _) = try Fixtures.decode(dir.appendingPathComponent("both.mkv").path)
+        #expect(frames.count == 20)
+        #expect(Set(frames.map { "\($0.width)x\($0.height)" }) == ["96x64", "128x80"])
+        let pre = Preprocess.minusOneToOne(size: 32)
+        let shared = TensorScaler(preprocess: pre)
+        for frame in frames {
+            var a = [Float](repeating: 0, count: pre.floatsPerImage), b = a
+            try a.withUnsafeMutableBufferPointer { try shared.write(frame, to: $0.baseAddress!) }
+            try b.withUnsafeMutableBufferPointer { try TensorScaler(preprocess: pre).write(frame, to: $0.baseAddress!) }
+            #expect(a == b, "frame \(frame.index) (\(frame.width)x\(frame.height))")
+        }
+    }
+
+    @Test func geometry() {
+        let crop = ScaleGeometry(sourceWidth: 640, sourceHeight: 480, width: 224, height: 224, mode: .centerCrop)
+        #expect([crop.scaledWidth, crop.scaledHeight, crop.cropX, crop.cropY, crop.padX, crop.padY] as [Int] == [299, 224, 37, 0, 0, 0])
+        let box = ScaleGeometry(sourceWidth: 640, sourceHeight: 272, width: 224, height: 224, mode: .letterbox)
+        #expect([box.scaledWidth, box.scaledHeight, box.cropX, box.cropY, box.padX, box.padY] as [Int] == [224, 95, 0, 0, 0, 64])
+        let same = ScaleGeometry(sourceWidth: 3, sourceHeight: 2, width: 30, height: 20, mode: .stretch)
+        #expect(same.scaledWidth == 30 && same.scaledHeight == 20)
+    }
+}
