@@ -17,17 +17,25 @@ public final class DecodedFrame: @unchecked Sendable {
     public let pts: Double
     /// True for a key frame (`AVFrame.key_frame`).
     public let keyframe: Bool
+    /// The input this frame came from (for error messages further down the pipeline).
+    public let input: String
+    /// Clockwise display rotation of the stream in degrees (0, 90, 180 or 270; other angles are
+    /// reported as 0). Pixels are stored unrotated; `TensorScaler` applies it.
+    public let rotation: Int
     /// The frame; owned by this object. Internal: users never touch FFmpeg types.
     let frame: UnsafeMutablePointer<AVFrame>
 
     /// Takes over the contents of `source` (`av_frame_move_ref`), leaving it blank for reuse.
-    init(moving source: UnsafeMutablePointer<AVFrame>, index: Int, pts: Double, keyframe: Bool) {
+    init(moving source: UnsafeMutablePointer<AVFrame>, index: Int, pts: Double, keyframe: Bool,
+         input: String, rotation: Int) {
         guard let f = av_frame_alloc() else { fatalError("av_frame_alloc: out of memory") }
         av_frame_move_ref(f, source)
         frame = f
         self.index = index
         self.pts = pts
         self.keyframe = keyframe
+        self.input = input
+        self.rotation = rotation % 90 == 0 ? rotation % 360 : 0
     }
 
     deinit {

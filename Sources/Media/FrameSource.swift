@@ -1,4 +1,5 @@
 import CFFmpeg
+import Foundation
 
 /// Counters of one `FrameSource`, for the end-of-input summary.
 public struct SourceStats: Sendable, Equatable {
@@ -158,7 +159,8 @@ public final class FrameSource {
         switch sampler.decide(pts: pts, keyframe: f.key_frame != 0) {
         case .keep:
             stats.framesKept += 1
-            return DecodedFrame(moving: work.frame, index: index, pts: pts, keyframe: f.key_frame != 0)
+            return DecodedFrame(moving: work.frame, index: index, pts: pts, keyframe: f.key_frame != 0,
+                                input: input, rotation: stream.rotation)
         case .drop:
             av_frame_unref(work.frame)
             return nil
@@ -182,6 +184,10 @@ public final class FrameSource {
         while true {
             if !packetPending {
                 let status = av_read_frame(container.ctx, pkt)
+                if status == FFCode.again && !container.interrupt.isSet {
+                    usleep(2_000)  // a non-blocking live input has no packet yet
+                    continue
+                }
                 if status < 0 {
                     if status != FFCode.eof && status != FFCode.exit && !container.interrupt.isSet {
                         var message = "\(ffErrorString(status)) after \(stats.packetsRead) packets (input damaged or truncated)"
@@ -205,14 +211,6 @@ public final class FrameSource {
                 }
                 if options.sampling.keyframesOnly && !seeked && pkt.pointee.pts != FFCode.noPTS {
                     keyPacketOrdinals[pkt.pointee.pts] = stats.packetsRead - 1
-                }
-                if let end = options.sampling.end, pkt.pointee.dts != FFCode.noPTS,
-                   Double(pkt.pointee.dts) * timeBase > end + 10 {
-                    // Far past the end (decode order can lag presentation order by a few frames only).
-                    av_packet_unref(pkt)
-                    stoppedAtEnd = true
-                    startDraining()
-                    return
                 }
             }
             let status = decoder.send(pkt)

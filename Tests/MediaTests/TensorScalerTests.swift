@@ -11,8 +11,16 @@ struct TensorScalerTests {
     }
 
     /// The ffmpeg filter chain that builds the same picture as our `mode` (same sws flags, rgb24).
-    static func filter(for g: ScaleGeometry, _ w: Int, _ h: Int, _ mode: ResizeMode) -> String {
-        let scale = "scale=\(g.scaledWidth):\(g.scaledHeight):flags=bilinear,format=rgb24"
+    /// With `turn` (clockwise degrees), the picture is scaled in stored orientation and then
+    /// transposed, which is TensorScaler's order of work (ffmpeg's autorotate turns first).
+    static func filter(for g: ScaleGeometry, _ w: Int, _ h: Int, _ mode: ResizeMode, turn: Int = 0) -> String {
+        var scale = "scale=\(g.scaledWidth):\(g.scaledHeight):flags=bilinear,format=rgb24"
+        switch turn {
+        case 90: scale = "scale=\(g.scaledHeight):\(g.scaledWidth):flags=bilinear,format=rgb24,transpose=clock"
+        case 180: scale += ",hflip,vflip"
+        case 270: scale = "scale=\(g.scaledHeight):\(g.scaledWidth):flags=bilinear,format=rgb24,transpose=cclock"
+        default: break
+        }
         switch mode {
         case .stretch: return scale
         case .centerCrop: return "\(scale),crop=\(w):\(h):\(g.cropX):\(g.cropY)"
@@ -21,7 +29,7 @@ struct TensorScalerTests {
     }
 
     /// Frame `n` of `path` as planar floats from our scaler, and as rgb24 bytes from the ffmpeg CLI.
-    static func compare(_ path: String, frame n: Int, _ pre: Preprocess) throws -> (maxDiff: Float, meanDiff: Double) {
+    static func compare(_ path: String, frame n: Int, _ pre: Preprocess, scaleThenTurn: Bool = false) throws -> (maxDiff: Float, meanDiff: Double) {
         let source = try FrameSource(input: path)
         var frame: DecodedFrame?
         while let f = try source.next() { if f.index == n { frame = f; break } }
@@ -30,10 +38,14 @@ struct TensorScalerTests {
         var ours = [Float](repeating: .nan, count: pre.floatsPerImage)
         try ours.withUnsafeMutableBufferPointer { try scaler.write(decoded, to: $0.baseAddress!) }
 
-        let g = ScaleGeometry(sourceWidth: decoded.width, sourceHeight: decoded.height,
+        // ffmpeg's autorotate turns the picture before our filters; geometry is in display orientation.
+        let turned = decoded.rotation == 90 || decoded.rotation == 270
+        let g = ScaleGeometry(sourceWidth: turned ? decoded.height : decoded.width,
+                              sourceHeight: turned ? decoded.width : decoded.height,
                               width: pre.width, height: pre.height, mode: pre.mode)
-        let vf = "select=eq(n\\\\,\(n)),\(filter(for: g, pre.width, pre.height, pre.mode))"
-        let cli = try Fixtures.run("ffmpeg -v error -i '\(path)' -vf \"\(vf)\" -frames:v 1 -f rawvideo -pix_fmt rgb24 -")
+        let chain = filter(for: g, pre.width, pre.height, pre.mode, turn: scaleThenTurn ? decoded.rotation : 0)
+        let vf = "select=eq(n\\\\,\(n)),\(chain)"
+        let cli = try Fixtures.run("ffmpeg -v error \(scaleThenTurn ? "-noautorotate" : "") -i '\(path)' -vf \"\(vf)\" -frames:v 1 -f rawvideo -pix_fmt rgb24 -")
         let theirs = [UInt8](cli.stdout)
         try #require(theirs.count == 3 * pre.width * pre.height, "ffmpeg gave \(theirs.count) bytes")
         let plane = pre.width * pre.height
@@ -62,6 +74,53 @@ struct TensorScalerTests {
         print("scaler vs ffmpeg: \(name) frame \(frame) \(width)x\(height) \(mode.rawValue): max \(maxDiff), mean \(meanDiff)")
         #expect(maxDiff <= 2, "max abs difference \(maxDiff) in 0...255 units")
         #expect(meanDiff <= 0.5, "mean abs difference \(meanDiff)")
+    }
+}
+
+@Suite("TensorScaler: display rotation")
+struct TensorScalerRotationTests {
+    @Test("rotated streams: exact vs ffmpeg scale-then-transpose, close to ffmpeg autorotate", .enabled(if: TestEnv.hasAssets),
+          arguments: [90, 180, 270])
+    func rotation(tag: Int) throws {
+        let dir = try TestEnv.tempDir("media-rotate")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("rot\(tag).mp4").path
+        try Fixtures.run("ffmpeg -v error -y -i '\(Fixtures.video("carphone_pristine.mp4"))' -c copy -metadata:s:v:0 rotate=\(tag) '\(path)'")
+        let source = try FrameSource(input: path)
+        #expect(source.stream.rotation != 0)
+        for (w, h, mode) in [(96, 64, ResizeMode.stretch), (64, 96, .centerCrop), (80, 80, .letterbox)] {
+            let pre = TensorScalerTests.raw(w, h, mode)
+            // Same order of work in the CLI (scale, then transpose/flip): equal.
+            let exact = try TensorScalerTests.compare(path, frame: 3, pre, scaleThenTurn: true)
+            #expect(exact.maxDiff <= 2 && exact.meanDiff <= 0.5, "\(w)x\(h) \(mode.rawValue): \(exact)")
+            // ffmpeg's own autorotate (turn, then scale): same picture, but 4:2:0 chroma is resampled
+            // along the other axis, so edges differ by some levels; a wrong turn would differ by tens.
+            let auto = try TensorScalerTests.compare(path, frame: 3, pre)
+            print("rotated \(source.stream.rotation) \(w)x\(h) \(mode.rawValue): scale-then-turn \(exact), vs autorotate \(auto)")
+            #expect(auto.meanDiff <= 2.5, "\(w)x\(h) \(mode.rawValue) vs autorotate: \(auto)")
+        }
+    }
+
+    @Test("honoursRotation: false keeps the stored orientation")
+    func storedOrientation() throws {
+        let dir = try TestEnv.tempDir("media-rotate-off")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let plain = dir.appendingPathComponent("plain.mp4").path, turned = dir.appendingPathComponent("turned.mp4").path
+        try Fixtures.run("ffmpeg -v error -y -f lavfi -i testsrc=size=64x48:rate=5 -frames:v 2 -c:v libx264 -pix_fmt yuv420p '\(plain)'")
+        try Fixtures.run("ffmpeg -v error -y -i '\(plain)' -c copy -metadata:s:v:0 rotate=180 '\(turned)'")
+        let a = try #require(try FrameSource(input: plain).next()), b = try #require(try FrameSource(input: turned).next())
+        #expect(a.rotation == 0 && b.rotation == 180)
+        let pre = TensorScalerTests.raw(32, 24, .stretch)
+        var x = [Float](repeating: 0, count: pre.floatsPerImage), y = x, z = x
+        try x.withUnsafeMutableBufferPointer { try TensorScaler(preprocess: pre).write(a, to: $0.baseAddress!) }
+        try y.withUnsafeMutableBufferPointer { try TensorScaler(preprocess: pre, honoursRotation: false).write(b, to: $0.baseAddress!) }
+        try z.withUnsafeMutableBufferPointer { try TensorScaler(preprocess: pre).write(b, to: $0.baseAddress!) }
+        #expect(x == y)
+        // Turned by 180: each plane reversed.
+        let plane = 32 * 24
+        for c in 0..<3 {
+            #expect(Array(x[(c * plane)..<((c + 1) * plane)].reversed()) == Array(z[(c * plane)..<((c + 1) * plane)]))
+        }
     }
 }
 
