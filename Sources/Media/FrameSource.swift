@@ -107,14 +107,16 @@ public final class FrameSource {
         }
     }
 
-    /// Makes a blocked read return soon (FFmpeg's interrupt callback); the next `next()` returns nil.
-    /// Thread-safe. Network protocols poll the flag; a blocking pipe read notices it at its next data.
+    /// Makes a blocked read return soon (FFmpeg's interrupt callback); from then on `next()` returns
+    /// nil (frames still inside the decoder are dropped). Thread-safe. Network protocols poll the
+    /// flag while waiting; a read blocked on a local pipe or FIFO notices it only when data or EOF arrives.
     public func cancel() { container.interrupt.set() }
 
     /// The next kept frame, or nil at end of stream (or after `cancel()`).
     /// Throws, after returning every frame before the damage, when reading failed or stopped early.
     public func next() throws -> DecodedFrame? {
         while true {
+            if container.interrupt.isSet { phase = .finished }  // cancelled: no draining either
             if phase == .finished {
                 if let error = pendingError { pendingError = nil; throw error }
                 return nil
@@ -124,13 +126,13 @@ public final class FrameSource {
                 if let frame = take() { return frame }
             case .needsInput:
                 if phase == .draining { phase = .finished; break }  // defensive: a drained decoder asks no more
-                try feed()
+                feed()
             case .endOfStream:
                 finish()
             case .error(let code):
                 stats.decodeErrors += 1
                 if code == FFCode.exit || stats.decodeErrors > 10_000 { phase = .finished; break }
-                if phase == .reading { try feed() }
+                if phase == .reading { feed() }
             }
         }
     }
@@ -179,7 +181,7 @@ public final class FrameSource {
     }
 
     /// Reads packets until one of our stream is sent to the decoder, or starts draining at end of input.
-    private func feed() throws {
+    private func feed() {
         let pkt = packet.pkt
         while true {
             if !packetPending {
