@@ -206,3 +206,39 @@ struct TensorScalerBehaviourTests {
         #expect(same.scaledWidth == 30 && same.scaledHeight == 20)
     }
 }
+
+@Suite("DecodedFrame: synthetic RGB frames")
+struct SyntheticFrameTests {
+    @Test("an RGB24 frame at model size passes through unchanged; 180° turns it")
+    func identity() throws {
+        let w = 7, h = 5
+        let pixels = (0..<(w * h * 3)).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        let frame = DecodedFrame(rgb24: pixels, width: w, height: h, index: 3, pts: 0.12)
+        #expect(frame.width == w && frame.height == h && frame.pixelFormat == "rgb24" && frame.index == 3)
+        let pre = TensorScalerTests.raw(w, h, .stretch)
+        var out = [Float](repeating: -1, count: pre.floatsPerImage)
+        try out.withUnsafeMutableBufferPointer { try TensorScaler(preprocess: pre).write(frame, to: $0.baseAddress!) }
+        for y in 0..<h {
+            for x in 0..<w {
+                for c in 0..<3 { #expect(out[c * w * h + y * w + x] == Float(pixels[(y * w + x) * 3 + c])) }
+            }
+        }
+        let turned = DecodedFrame(rgb24: pixels, width: w, height: h, rotation: 180)
+        var rot = out
+        try rot.withUnsafeMutableBufferPointer { try TensorScaler(preprocess: pre).write(turned, to: $0.baseAddress!) }
+        for c in 0..<3 {
+            #expect(Array(out[(c * w * h)..<((c + 1) * w * h)].reversed()) == Array(rot[(c * w * h)..<((c + 1) * w * h)]))
+        }
+        // 90° clockwise: the display is h wide and w tall; its top row is the stored left column, bottom up.
+        let quarter = DecodedFrame(rgb24: pixels, width: w, height: h, rotation: 90)
+        let upright = TensorScalerTests.raw(h, w, .stretch)
+        var q = [Float](repeating: -1, count: upright.floatsPerImage)
+        try q.withUnsafeMutableBufferPointer { try TensorScaler(preprocess: upright).write(quarter, to: $0.baseAddress!) }
+        for dy in 0..<w {
+            for dx in 0..<h {
+                let (sx, sy) = (dy, h - 1 - dx)
+                for c in 0..<3 { #expect(q[c * w * h + dy * h + dx] == Float(pixels[(sy * w + sx) * 3 + c])) }
+            }
+        }
+    }
+}
