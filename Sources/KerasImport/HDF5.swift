@@ -175,13 +175,15 @@ final class HDF5Attribute {
     func readStrings() throws -> [String] {
         let type = try h5(H5Aget_type(id), "get the type of attribute '\(name)'")
         defer { H5Tclose(type) }
-        guard H5Tget_class(type) == H5T_STRING else {
-            throw HDF5Error(operation: "read attribute '\(name)' as text", detail: "it is not a string")
-        }
         let space = try h5(H5Aget_space(id), "get the dataspace of attribute '\(name)'")
         defer { H5Sclose(space) }
         let count = Int(try h5(H5Sget_simple_extent_npoints(space), "count the elements of attribute '\(name)'"))
+        // An empty list has no string type to speak of: Keras writes `np.array([])` (float64) for a
+        // layer without weights.
         if count == 0 { return [] }
+        guard H5Tget_class(type) == H5T_STRING else {
+            throw HDF5Error(operation: "read attribute '\(name)' as text", detail: "it is not a string")
+        }
 
         if try h5(H5Tis_variable_str(type), "inspect the type of attribute '\(name)'") > 0 {
             let memType = try h5(H5Tcopy(fp_h5t_c_s1()), "make a string type")

@@ -342,8 +342,9 @@ extension KerasImporter {
             return KerasValue(name: call.importer.addNode(name, .globalAvgPool, inputs: [input.name]),
                               shape: [input.shape[0], 1, 1])
         }
-        let pooled = call.importer.addNode(name, .globalAvgPool, inputs: [input.name], output: name + "/pool")
-        return KerasValue(name: call.importer.addNode(name, .flatten(axis: 1), inputs: [pooled], output: name),
+        // The pooled value keeps the layer's name: it is the embedding output the sidecar names.
+        let pooled = call.importer.addNode(name, .globalAvgPool, inputs: [input.name], output: name)
+        return KerasValue(name: call.importer.addNode(name, .flatten(axis: 1), inputs: [pooled], output: name + "/flat"),
                           shape: [input.shape[0]])
     }
 

@@ -56,13 +56,7 @@ final class KerasImporter {
         for output in outputs where output.isPadded {
             throw KerasImportError(path: path, reason: "model output '\(output.name)' is a ZeroPadding2D result")
         }
-        var outputInfos = outputs.map { ValueInfo(name: $0.name, shape: [-1] + $0.shape) }
-        // Expose the embedding too: the vector feeding the last Dense (the pooled features).
-        if let gemm = nodes.last(where: { if case .gemm = $0.op { return true }; return false }),
-           let embedding = gemm.inputs.first, !outputInfos.contains(where: { $0.name == embedding }),
-           let size = initializers[gemm.inputs[1]]?.shape.first {
-            outputInfos.append(ValueInfo(name: embedding, shape: [-1, size]))
-        }
+        let outputInfos = outputs.map { ValueInfo(name: $0.name, shape: [-1] + $0.shape) }
 
         let unused = weights.unused
         if !unused.isEmpty {

