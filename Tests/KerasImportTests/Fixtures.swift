@@ -47,6 +47,11 @@ enum Fixtures {
 
     static var hasDefaultModel: Bool { TestEnv.hasAssets && defaultModel != nil }
 
+    /// A measured value worth seeing in the test log (stderr).
+    static func note(_ message: String) {
+        FileHandle.standardError.write(Data("note: \(message)\n".utf8))
+    }
+
     static func warn(_ message: String) {
         FileHandle.standardError.write(Data("WARNING: \(message)\n".utf8))
     }
