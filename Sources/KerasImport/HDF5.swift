@@ -23,6 +23,13 @@ func h5<T: BinaryInteger>(_ result: T, _ operation: @autoclosure () -> String) t
 }
 
 enum HDF5Library {
+    /// The linked libhdf5's version, e.g. "1.10.8" (`H5get_libversion`).
+    static var version: String {
+        var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0
+        _ = H5get_libversion(&major, &minor, &release)
+        return "\(major).\(minor).\(release)"
+    }
+
     /// Stops libhdf5 from printing error stacks on stderr. HDF5's thread-safe build keeps this setting
     /// per thread, so every entry point calls it (`H5Eset_auto2(H5E_DEFAULT, NULL, NULL)`).
     static func silenceErrorPrinting() { _ = fp_h5_silence_errors() }

@@ -8,8 +8,10 @@
 //     Rescaling, Normalization, InputLayer) and the Keras serialization format (KerasConfig.swift);
 //   - TensorFlow's "SAME" padding (https://www.tensorflow.org/api_docs/python/tf/nn#notes_on_padding_2):
 //     total = max((ceil(in / s) - 1) * s + (k - 1) * d + 1 - in, 0), the extra pixel at bottom/right;
-//   - the HDF5 file format through libhdf5's C API (HDF5.swift) and Keras' legacy H5 layout
-//     (KerasWeights.swift).
+//   - HDF5 File Format Specification 3.0, "Level 0A - Format Signature and Superblock"
+//     (https://support.hdfgroup.org/archive/support/HDF5/doc/H5.format.html): the signature
+//     `\x89HDF\r\n\x1a\n` at offset 0 or 512 * 2^n (KerasModel.isHDF5); everything else is read
+//     through libhdf5's C API (HDF5.swift) following Keras' legacy H5 layout (KerasWeights.swift).
 //
 // Layouts: Keras activations are NHWC, the IR's are NCHW with a dynamic batch; Keras kernels are
 // HWIO (depthwise: H, W, C, multiplier), the IR's OIHW. Shapes tracked here omit the batch: [C, H, W]

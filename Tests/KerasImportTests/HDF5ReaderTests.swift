@@ -3,6 +3,13 @@ import Testing
 import TestSupport
 @testable import KerasImport
 
+/// CHDF5 links and the shim's macro wrappers return HDF5's predefined ids.
+@Suite struct CHDF5LinkTests {
+    @Test func libraryLinksAndReportsItsVersion() {
+        #expect(HDF5Library.version.hasPrefix("1."))
+    }
+}
+
 @Suite(.enabled(if: TestEnv.hasPython))
 struct HDF5ReaderTests {
     let dir: URL
