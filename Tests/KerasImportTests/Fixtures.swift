@@ -193,6 +193,85 @@ with open(f"{out}/not_hdf5.h5", "w") as f:
 data = open(f"{out}/tiny.h5", "rb").read()
 open(f"{out}/truncated.h5", "wb").write(data[: len(data) // 2])
 
+# NumPy references (NHWC, written independently of the importer) for the layers the ONNX converter
+# does not cover: Rescaling, Normalization, conv activations, Activation, GAP keepdims + Flatten,
+# Dense + Activation(softmax), and a Keras 2 style file.
+def conv_nhwc(x, k, stride, pads, depthwise=False):
+    t, b, l, r = pads
+    x = np.pad(x, ((0, 0), (t, b), (l, r), (0, 0)))
+    kh, kw = k.shape[:2]
+    oh, ow = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
+    out = 0
+    for i in range(kh):
+        for j in range(kw):
+            patch = x[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride, :]
+            if depthwise:
+                out = out + (patch[..., :, None] * k[i, j]).reshape(patch.shape[:3] + (-1,))
+            else:
+                out = out + np.einsum("nhwc,co->nhwo", patch, k[i, j])
+    return out
+
+def save_reference(name, x_nhwc, logits):
+    x_nhwc.astype(np.float32).transpose(0, 3, 1, 2).tofile(f"{out}/{name}_input.bin")
+    logits.astype(np.float32).tofile(f"{out}/{name}_logits.bin")
+
+mean, var = np.array([0.1, -0.2, 0.05]), np.array([0.5, 2.0, 1.0])
+extras = functional("extras", [
+    input_layer("pixels", (7, 7, 3)),
+    layer("Rescaling", "rescale", ["pixels"], [(7, 7, 3)], scale=1 / 127.5, offset=-1.0),
+    layer("Normalization", "normalize", ["rescale"], [(7, 7, 3)], axis=-1, mean=mean.tolist(), variance=var.tolist(), invert=False),
+    layer("Conv2D", "conv", ["normalize"], [(7, 7, 3)], filters=6, kernel_size=[3, 3], strides=[2, 2], padding="same",
+          data_format="channels_last", dilation_rate=[1, 1], groups=1, activation="relu6", use_bias=True),
+    layer("Activation", "act", ["conv"], [(4, 4, 6)], activation="relu"),
+    layer("GlobalAveragePooling2D", "pool", ["act"], [(4, 4, 6)], data_format="channels_last", keepdims=True),
+    layer("Flatten", "flat", ["pool"], [(1, 1, 6)], data_format="channels_last"),
+    layer("Dense", "dense", ["flat"], [(6,)], units=4, activation="linear", use_bias=True),
+    layer("Activation", "probs", ["dense"], [(4,)], activation="softmax"),
+], "pixels", "probs")
+ek, eb = he((3, 3, 3, 6), 27), rng.uniform(-0.1, 0.1, 6).astype(np.float32)
+dk, db = he((6, 4), 6), rng.uniform(-0.1, 0.1, 4).astype(np.float32)
+save(f"{out}/extras.h5", extras, {"conv": {"conv": {"kernel": ek, "bias": eb}}, "dense": {"dense": {"kernel": dk, "bias": db}}})
+x = rng.uniform(0, 255, (2, 7, 7, 3))
+h = ((x / 127.5 - 1) - mean) / np.sqrt(var)
+h = np.clip(conv_nhwc(h, ek, 2, (1, 1, 1, 1)) + eb, 0, 6)  # 7 -> 4 at stride 2: SAME pads 1 + 1
+save_reference("extras", x, h.mean(axis=(1, 2)) @ dk + db)
+
+# keras2.h5: Keras 2 (tf.keras) spelling: list inbound nodes, batch_input_shape, "name:0" weight
+# names, depthwise_kernel, axis as a list, fixed-length model_config text.
+k2 = {"class_name": "Model", "config": {"name": "old", "layers": [
+    {"class_name": "InputLayer", "name": "input_1", "config": {"batch_input_shape": [None, 6, 6, 4], "name": "input_1"},
+     "inbound_nodes": []},
+    {"class_name": "DepthwiseConv2D", "name": "dw", "config": {"name": "dw", "kernel_size": [3, 3], "strides": [1, 1],
+     "padding": "same", "depth_multiplier": 1, "activation": "linear", "use_bias": False, "data_format": "channels_last",
+     "dilation_rate": [1, 1]}, "inbound_nodes": [[["input_1", 0, 0, {}]]]},
+    {"class_name": "BatchNormalization", "name": "bn", "config": {"name": "bn", "axis": [3], "epsilon": 0.001,
+     "center": True, "scale": True}, "inbound_nodes": [[["dw", 0, 0, {}]]]},
+    {"class_name": "ReLU", "name": "relu", "config": {"name": "relu", "max_value": 6.0}, "inbound_nodes": [[["bn", 0, 0, {}]]]},
+    {"class_name": "GlobalAveragePooling2D", "name": "gap", "config": {"name": "gap", "data_format": "channels_last"},
+     "inbound_nodes": [[["relu", 0, 0, {}]]]},
+    {"class_name": "Dense", "name": "fc", "config": {"name": "fc", "units": 3, "activation": "softmax", "use_bias": True},
+     "inbound_nodes": [[["gap", 0, 0, {}]]]},
+], "input_layers": [["input_1", 0, 0]], "output_layers": [["fc", 0, 0]]}}
+wk, wbn = he((3, 3, 4, 1), 9), bn(4)
+fk, fb = he((4, 3), 4), rng.uniform(-0.1, 0.1, 3).astype(np.float32)
+with h5py.File(f"{out}/keras2.h5", "w") as f:
+    text = json.dumps(k2).encode()
+    f.attrs.create("model_config", text, dtype=f"S{len(text)}")
+    mw = f.create_group("model_weights")
+    mw.attrs["layer_names"] = np.array([b"input_1", b"dw", b"bn", b"relu", b"gap", b"fc"])
+    for group, variables in {"dw": {"depthwise_kernel:0": wk}, "bn": {k + ":0": v for k, v in wbn.items()},
+                             "fc": {"kernel:0": fk, "bias:0": fb}}.items():
+        g = mw.create_group(group)
+        g.attrs["weight_names"] = np.array([f"{group}/{k}".encode() for k in variables])
+        for k, v in variables.items():
+            g.create_dataset(f"{group}/{k}", data=v)
+    for group in ["input_1", "relu", "gap"]:
+        mw.create_group(group).attrs["weight_names"] = np.array([], dtype="S1")
+x = rng.uniform(-1, 1, (2, 6, 6, 4))
+h = conv_nhwc(x, wk, 1, (1, 1, 1, 1), depthwise=True)
+h = (h - wbn["moving_mean"]) / np.sqrt(wbn["moving_variance"] + 0.001) * wbn["gamma"] + wbn["beta"]
+save_reference("keras2", x, np.clip(h, 0, 6).mean(axis=(1, 2)) @ fk + fb)
+
 # strings.h5: attribute and dataset kinds for the HDF5 reader.
 with h5py.File(f"{out}/strings.h5", "w") as f:
     f.attrs["vlen_scalar"] = "héllo"

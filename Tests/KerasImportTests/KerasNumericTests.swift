@@ -165,3 +165,34 @@ struct DefaultModelNumericTests {
         #expect(maxAbsDifference(h5.logits, reference.logits) <= 1e-3)
     }
 }
+
+/// Layers outside the ONNX converter's reach (Rescaling, Normalization, conv activations,
+/// Activation, keepdims pooling + Flatten, softmax as its own layer) and a Keras 2 style file,
+/// against NumPy forward passes written in the fixture script.
+@Suite(.enabled(if: TestEnv.hasPython))
+struct NumPyReferenceTests {
+    let dir: URL
+    init() throws { dir = try Fixtures.makeSyntheticModels() }
+
+    func floats(_ name: String) throws -> [Float] {
+        try Data(contentsOf: dir.appendingPathComponent(name)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+
+    @Test(arguments: [("extras", 4), ("keras2", 3)])
+    func engineMatchesNumPy(name: String, classes: Int) throws {
+        let model = try KerasModel.load(path: dir.appendingPathComponent(name + ".h5").path)
+        #expect(model.classCount == classes)
+        let input = try floats(name + "_input.bin"), expected = try floats(name + "_logits.bin")
+        let out = try runEngine(model, input: input, count: 2)
+        let difference = maxAbsDifference(out.logits, expected)
+        Fixtures.note("\(name).h5 vs NumPy: logits max |diff| \(difference)")
+        #expect(difference <= 1e-4)
+    }
+
+    @Test func extrasGraphShape() throws {
+        let graph = try KerasModel.importGraph(path: dir.appendingPathComponent("extras.h5").path)
+        // Rescaling and Normalization are 1x1 depthwise convs; the trailing softmax layer is dropped.
+        #expect(graph.opCounts == ["Conv": 3, "Clip": 1, "Relu": 1, "GlobalAveragePool": 1, "Flatten": 1, "Gemm": 1])
+        #expect(graph.outputs == [.init(name: "probs", shape: [-1, 4])])
+    }
+}
