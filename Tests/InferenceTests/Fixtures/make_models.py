@@ -26,6 +26,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+BETA = 0.1
+GAMMA = (0.6, 1.0)  # batch-norm scale (larger values make the random network chaotic)
 BLOCKS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 
 
@@ -61,8 +63,8 @@ class Builder:
                                            pads=pads, group=groups, dilations=[1, 1]))
         if self.layout == "torchvision":
             bn = self.name("bn")
-            gamma = self.rng.uniform(0.6, 1.0, cout)
-            beta = self.rng.normal(0.1 if relu6 else 0.0, 0.1, cout)
+            gamma = self.rng.uniform(*GAMMA, cout)
+            beta = self.rng.normal(BETA if relu6 else 0.0, 0.1, cout)
             mean = self.rng.normal(0, 0.1, cout)
             var = self.rng.uniform(0.7, 1.3, cout)
             self.nodes.append(helper.make_node("BatchNormalization",
@@ -141,30 +143,45 @@ def mobilenet_v2(seed, layout, opset, size, classes):
 
 
 def images(rng, count, size):
-    """Smooth random images in roughly [-2, 2]: coarse noise upsampled plus fine noise, with a
-    per-image contrast and colour cast so the pooled features differ between images."""
-    coarse = rng.normal(0, 1, (count, 3, 8, 8))
-    idx = (np.arange(size) * 8 // size)
-    up = coarse[:, :, idx][:, :, :, idx] + rng.normal(0, 0.3, (count, 3, size, size))
-    contrast = rng.uniform(0.3, 1.5, (count, 1, 1, 1))
-    cast = rng.normal(0, 0.8, (count, 3, 1, 1))
-    return (up * contrast + cast).astype(np.float32)
+    """Synthetic images in roughly [-2, 2] that differ in content, not only in noise: each is a sum
+    of three colour gratings with its own frequency, orientation and phase, plus a colour cast and
+    fine noise (random noise images all pool to nearly the same features in a random network)."""
+    yy, xx = np.meshgrid(np.arange(size) / size, np.arange(size) / size, indexing="ij")
+    out = np.empty((count, 3, size, size), dtype=np.float32)
+    for i in range(count):
+        img = np.zeros((3, size, size))
+        for _ in range(3):
+            freq = rng.uniform(1, 24)
+            angle = rng.uniform(0, np.pi)
+            wave = np.sin(2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + rng.uniform(0, 2 * np.pi))
+            img += rng.normal(0, 0.8, (3, 1, 1)) * wave
+        img += rng.normal(0, 0.6, (3, 1, 1)) + rng.normal(0, 0.2, img.shape)
+        out[i] = img
+    return out
+
+
+def fc_rows(inits, fc):
+    return numpy_helper.to_array(inits[fc.input[1]])
 
 
 def calibrate_classifier(model, layout, size, rng):
-    """Centres and scales the classifier on a calibration batch: logits = W (f - mean f), with a
-    spread of about 3 units, so top-1 depends on the image rather than on the shared feature mean."""
+    """Sets the classifier from a calibration batch: logits = W (f - mean f) with W reading the
+    principal directions of feature variation and a spread of about 3 units, so top-1 depends on
+    the image rather than on the feature mean every image shares in a random network."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.append(helper.make_tensor_value_info("pooled", TensorProto.FLOAT, None))
     sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    feats = sess.run(["pooled"], {"input": images(rng, 32, size)})[0].reshape(32, -1)
+    feats = sess.run(["pooled"], {"input": images(rng, 64, size)})[0].reshape(64, -1)
     inits = {t.name: t for t in model.graph.initializer}
     fc = next(n for n in model.graph.node if n.name == "fc")
-    w = numpy_helper.to_array(inits[fc.input[1]])
-    centred = (feats - feats.mean(0)) @ w.T
-    scale = 3.0 / centred.std()
-    w = w * scale
+    # Read the 16 directions the images' features vary most in (PCA of the calibration batch)
+    # through a random projection to the classes.
+    centred = feats - feats.mean(0)
+    _, sing, vt = np.linalg.svd(centred, full_matrices=False)
+    basis = vt[:16]
+    w = rng.normal(0, 1, (len(fc_rows(inits, fc)), 16)) @ basis
+    w = w * (3.0 / (centred @ w.T).std())
     bias = -(w @ feats.mean(0)) + rng.normal(0, 0.1, w.shape[0])
     inits[fc.input[1]].CopyFrom(numpy_helper.from_array(w.astype(np.float32), fc.input[1]))
     inits[fc.input[2]].CopyFrom(numpy_helper.from_array(bias.astype(np.float32), fc.input[2]))
