@@ -65,16 +65,16 @@ import Testing
         (size: 3, kernel: 5, stride: 1, begin: 2, end: 2),
     ])
     func samePaddingMatchesTensorFlow(size: Int, kernel: Int, stride: Int, begin: Int, end: Int) throws {
-        let pads = try #require(KerasImporter.keraPadding("same", size: size, kernel: kernel, stride: stride, dilation: 1))
+        let pads = try #require(KerasImporter.kerasPadding("same", size: size, kernel: kernel, stride: stride, dilation: 1))
         #expect(pads.begin == begin && pads.end == end)
-        let valid = try #require(KerasImporter.keraPadding("valid", size: size, kernel: kernel, stride: stride, dilation: 1))
+        let valid = try #require(KerasImporter.kerasPadding("valid", size: size, kernel: kernel, stride: stride, dilation: 1))
         #expect(valid.begin == 0 && valid.end == 0)
-        #expect(KerasImporter.keraPadding("causal", size: size, kernel: kernel, stride: stride, dilation: 1) == nil)
+        #expect(KerasImporter.kerasPadding("causal", size: size, kernel: kernel, stride: stride, dilation: 1) == nil)
     }
 
     @Test func dilatedSamePaddingUsesTheEffectiveKernel() throws {
         // k=3, d=2 spans 5 pixels: SAME at stride 1 pads 2 + 2.
-        let pads = try #require(KerasImporter.keraPadding("same", size: 9, kernel: 3, stride: 1, dilation: 2))
+        let pads = try #require(KerasImporter.kerasPadding("same", size: 9, kernel: 3, stride: 1, dilation: 2))
         #expect(pads.begin == 2 && pads.end == 2)
     }
 
