@@ -155,8 +155,8 @@ final class Primitive {
     }
 
     /// A memory descriptor the implementation chose (`dnnl_primitive_desc_query_md`).
-    func query(_ what: dnnl_query_t) -> dnnl_memory_desc_t {
-        dnnl_primitive_desc_query_md(desc, what, 0)!.pointee
+    func query(_ what: dnnl_query_t, index: Int32 = 0) -> dnnl_memory_desc_t {
+        dnnl_primitive_desc_query_md(desc, what, index)!.pointee
     }
 
     /// The implementation's name, e.g. `"jit:avx512_core"` (`dnnl_query_impl_info_str`).

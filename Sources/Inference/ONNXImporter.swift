@@ -85,9 +85,20 @@ public struct ONNXImporter {
             throw InferenceError(source: source, node: info.name, op: "input",
                                  reason: "input element type \(info.type.tensorType.elemType) is not float32")
         }
-        return info.type.tensorType.shape.dim.enumerated().map { i, d in
+        var shape = info.type.tensorType.shape.dim.enumerated().map { i, d in
             i == 0 ? -1 : (d.dimValue > 0 ? Int(d.dimValue) : -1)
         }
+        // A symbolic height or width (fully convolutional exports) takes the other spatial size
+        // (square images), or 224 (the MobileNetV2 ImageNet size) when both are symbolic.
+        if shape.count == 4 {
+            switch (shape[2], shape[3]) {
+            case (-1, -1): (shape[2], shape[3]) = (224, 224)
+            case (-1, let w): shape[2] = w
+            case (let h, -1): shape[3] = h
+            default: break
+            }
+        }
+        return shape
     }
 
     // MARK: - Tensors

@@ -23,10 +23,13 @@ public enum DefaultModel {
         return paths
     }
 
-    /// The first existing readable file of `searchPaths(environment:)`, or nil when there is none
-    /// (then the user must pass --model, or run scripts/fetch-default-model).
+    /// The model to use when none is given: `$FRAMEPIPE_MODEL` whenever it is set (even if the file
+    /// is missing, so that loading it reports the user's mistake instead of silently using another
+    /// model), else the first existing readable default file; nil when there is none (then the user
+    /// must pass --model, or run scripts/fetch-default-model).
     public static func locate(environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
-        searchPaths(environment: environment).first { FileManager.default.isReadableFile(atPath: $0) }
+        if let explicit = environment["FRAMEPIPE_MODEL"], !explicit.isEmpty { return explicit }
+        return searchPaths(environment: environment).first { FileManager.default.isReadableFile(atPath: $0) }
     }
 
     /// Convenience without arguments, as the CLI calls it.

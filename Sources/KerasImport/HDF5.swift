@@ -23,6 +23,13 @@ func h5<T: BinaryInteger>(_ result: T, _ operation: @autoclosure () -> String) t
 }
 
 enum HDF5Library {
+    /// The linked libhdf5's version, e.g. "1.10.8" (`H5get_libversion`).
+    static var version: String {
+        var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0
+        _ = H5get_libversion(&major, &minor, &release)
+        return "\(major).\(minor).\(release)"
+    }
+
     /// Stops libhdf5 from printing error stacks on stderr. HDF5's thread-safe build keeps this setting
     /// per thread, so every entry point calls it (`H5Eset_auto2(H5E_DEFAULT, NULL, NULL)`).
     static func silenceErrorPrinting() { _ = fp_h5_silence_errors() }
@@ -175,13 +182,15 @@ final class HDF5Attribute {
     func readStrings() throws -> [String] {
         let type = try h5(H5Aget_type(id), "get the type of attribute '\(name)'")
         defer { H5Tclose(type) }
-        guard H5Tget_class(type) == H5T_STRING else {
-            throw HDF5Error(operation: "read attribute '\(name)' as text", detail: "it is not a string")
-        }
         let space = try h5(H5Aget_space(id), "get the dataspace of attribute '\(name)'")
         defer { H5Sclose(space) }
         let count = Int(try h5(H5Sget_simple_extent_npoints(space), "count the elements of attribute '\(name)'"))
+        // An empty list has no string type to speak of: Keras writes `np.array([])` (float64) for a
+        // layer without weights.
         if count == 0 { return [] }
+        guard H5Tget_class(type) == H5T_STRING else {
+            throw HDF5Error(operation: "read attribute '\(name)' as text", detail: "it is not a string")
+        }
 
         if try h5(H5Tis_variable_str(type), "inspect the type of attribute '\(name)'") > 0 {
             let memType = try h5(H5Tcopy(fp_h5t_c_s1()), "make a string type")

@@ -136,7 +136,7 @@ extension KerasImporter {
 
     /// TF/Keras padding for one spatial dimension of size `size` (already including any pending
     /// ZeroPadding2D): "valid" → none; "same" → TF SAME, the odd pixel after.
-    static func keraPadding(_ mode: String, size: Int, kernel: Int, stride: Int, dilation: Int) -> (begin: Int, end: Int)? {
+    static func kerasPadding(_ mode: String, size: Int, kernel: Int, stride: Int, dilation: Int) -> (begin: Int, end: Int)? {
         switch mode {
         case "valid": return (0, 0)
         case "same":
@@ -160,7 +160,7 @@ extension KerasImporter {
         var outSize: [Int] = []
         for axis in 0..<2 {
             let size = input.shape[1 + axis] + padsBegin[axis] + padsEnd[axis]
-            guard let pads = keraPadding(mode, size: size, kernel: kernel[axis], stride: strides[axis],
+            guard let pads = kerasPadding(mode, size: size, kernel: kernel[axis], stride: strides[axis],
                                          dilation: dilations[axis]) else {
                 throw call.fail("padding '\(mode)' is not supported (same or valid)")
             }
@@ -342,8 +342,9 @@ extension KerasImporter {
             return KerasValue(name: call.importer.addNode(name, .globalAvgPool, inputs: [input.name]),
                               shape: [input.shape[0], 1, 1])
         }
-        let pooled = call.importer.addNode(name, .globalAvgPool, inputs: [input.name], output: name + "/pool")
-        return KerasValue(name: call.importer.addNode(name, .flatten(axis: 1), inputs: [pooled], output: name),
+        // The pooled value keeps the layer's name: it is the embedding output the sidecar names.
+        let pooled = call.importer.addNode(name, .globalAvgPool, inputs: [input.name], output: name)
+        return KerasValue(name: call.importer.addNode(name, .flatten(axis: 1), inputs: [pooled], output: name + "/flat"),
                           shape: [input.shape[0]])
     }
 

@@ -8,8 +8,10 @@
 //     Rescaling, Normalization, InputLayer) and the Keras serialization format (KerasConfig.swift);
 //   - TensorFlow's "SAME" padding (https://www.tensorflow.org/api_docs/python/tf/nn#notes_on_padding_2):
 //     total = max((ceil(in / s) - 1) * s + (k - 1) * d + 1 - in, 0), the extra pixel at bottom/right;
-//   - the HDF5 file format through libhdf5's C API (HDF5.swift) and Keras' legacy H5 layout
-//     (KerasWeights.swift).
+//   - HDF5 File Format Specification 3.0, "Level 0A - Format Signature and Superblock"
+//     (https://support.hdfgroup.org/archive/support/HDF5/doc/H5.format.html): the signature
+//     `\x89HDF\r\n\x1a\n` at offset 0 or 512 * 2^n (KerasModel.isHDF5); everything else is read
+//     through libhdf5's C API (HDF5.swift) following Keras' legacy H5 layout (KerasWeights.swift).
 //
 // Layouts: Keras activations are NHWC, the IR's are NCHW with a dynamic batch; Keras kernels are
 // HWIO (depthwise: H, W, C, multiplier), the IR's OIHW. Shapes tracked here omit the batch: [C, H, W]
@@ -56,13 +58,7 @@ final class KerasImporter {
         for output in outputs where output.isPadded {
             throw KerasImportError(path: path, reason: "model output '\(output.name)' is a ZeroPadding2D result")
         }
-        var outputInfos = outputs.map { ValueInfo(name: $0.name, shape: [-1] + $0.shape) }
-        // Expose the embedding too: the vector feeding the last Dense (the pooled features).
-        if let gemm = nodes.last(where: { if case .gemm = $0.op { return true }; return false }),
-           let embedding = gemm.inputs.first, !outputInfos.contains(where: { $0.name == embedding }),
-           let size = initializers[gemm.inputs[1]]?.shape.first {
-            outputInfos.append(ValueInfo(name: embedding, shape: [-1, size]))
-        }
+        let outputInfos = outputs.map { ValueInfo(name: $0.name, shape: [-1] + $0.shape) }
 
         let unused = weights.unused
         if !unused.isEmpty {
@@ -177,7 +173,8 @@ final class KerasImporter {
         if let format = layer.config["data_format"]?.string, format != "channels_last" {
             throw fail("data_format \(format) is not supported (channels_last only)")
         }
-        let name = uniqueValueName(scope + layer.name)
+        // A Keras 2 Sequential model declares its input on its first real layer: call the input "input".
+        let name = uniqueValueName(scope + (layer.className == "InputLayer" ? layer.name : "input"))
         graphInputs.append(ValueInfo(name: name, shape: [-1, channels, height, width]))
         return KerasValue(name: name, shape: [channels, height, width])
     }

@@ -33,6 +33,13 @@ public enum KerasModel {
         return false
     }
 
+    /// Loads the Keras H5 model at `path`: imports its graph, then verifies and optimises it like
+    /// any model (`Model(graph:source:)`). Throws `KerasImportError` for problems with the file or a
+    /// layer, `InferenceError` when the imported graph fails verification.
+    public static func load(path: String) throws -> Model {
+        try Model(graph: importGraph(path: path), source: path)
+    }
+
     /// Reads the H5 file at `path` and returns its graph (before `Model`'s verification and
     /// optimisation passes). Throws `KerasImportError` naming the file, and the layer when one is
     /// unsupported or its weights do not fit.

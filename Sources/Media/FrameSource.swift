@@ -1,4 +1,5 @@
 import CFFmpeg
+import Foundation
 
 /// Counters of one `FrameSource`, for the end-of-input summary.
 public struct SourceStats: Sendable, Equatable {
@@ -106,14 +107,16 @@ public final class FrameSource {
         }
     }
 
-    /// Makes a blocked read return soon (FFmpeg's interrupt callback); the next `next()` returns nil.
-    /// Thread-safe. Network protocols poll the flag; a blocking pipe read notices it at its next data.
+    /// Makes a blocked read return soon (FFmpeg's interrupt callback); from then on `next()` returns
+    /// nil (frames still inside the decoder are dropped). Thread-safe. Network protocols poll the
+    /// flag while waiting; a read blocked on a local pipe or FIFO notices it only when data or EOF arrives.
     public func cancel() { container.interrupt.set() }
 
     /// The next kept frame, or nil at end of stream (or after `cancel()`).
     /// Throws, after returning every frame before the damage, when reading failed or stopped early.
     public func next() throws -> DecodedFrame? {
         while true {
+            if container.interrupt.isSet { phase = .finished }  // cancelled: no draining either
             if phase == .finished {
                 if let error = pendingError { pendingError = nil; throw error }
                 return nil
@@ -123,13 +126,13 @@ public final class FrameSource {
                 if let frame = take() { return frame }
             case .needsInput:
                 if phase == .draining { phase = .finished; break }  // defensive: a drained decoder asks no more
-                try feed()
+                feed()
             case .endOfStream:
                 finish()
             case .error(let code):
                 stats.decodeErrors += 1
                 if code == FFCode.exit || stats.decodeErrors > 10_000 { phase = .finished; break }
-                if phase == .reading { try feed() }
+                if phase == .reading { feed() }
             }
         }
     }
@@ -158,7 +161,8 @@ public final class FrameSource {
         switch sampler.decide(pts: pts, keyframe: f.key_frame != 0) {
         case .keep:
             stats.framesKept += 1
-            return DecodedFrame(moving: work.frame, index: index, pts: pts, keyframe: f.key_frame != 0)
+            return DecodedFrame(moving: work.frame, index: index, pts: pts, keyframe: f.key_frame != 0,
+                                input: input, rotation: stream.rotation)
         case .drop:
             av_frame_unref(work.frame)
             return nil
@@ -177,11 +181,15 @@ public final class FrameSource {
     }
 
     /// Reads packets until one of our stream is sent to the decoder, or starts draining at end of input.
-    private func feed() throws {
+    private func feed() {
         let pkt = packet.pkt
         while true {
             if !packetPending {
                 let status = av_read_frame(container.ctx, pkt)
+                if status == FFCode.again && !container.interrupt.isSet {
+                    usleep(2_000)  // a non-blocking live input has no packet yet
+                    continue
+                }
                 if status < 0 {
                     if status != FFCode.eof && status != FFCode.exit && !container.interrupt.isSet {
                         var message = "\(ffErrorString(status)) after \(stats.packetsRead) packets (input damaged or truncated)"
@@ -205,14 +213,6 @@ public final class FrameSource {
                 }
                 if options.sampling.keyframesOnly && !seeked && pkt.pointee.pts != FFCode.noPTS {
                     keyPacketOrdinals[pkt.pointee.pts] = stats.packetsRead - 1
-                }
-                if let end = options.sampling.end, pkt.pointee.dts != FFCode.noPTS,
-                   Double(pkt.pointee.dts) * timeBase > end + 10 {
-                    // Far past the end (decode order can lag presentation order by a few frames only).
-                    av_packet_unref(pkt)
-                    stoppedAtEnd = true
-                    startDraining()
-                    return
                 }
             }
             let status = decoder.send(pkt)

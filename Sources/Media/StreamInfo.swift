@@ -38,8 +38,9 @@ public struct StreamInfo: Sendable, Codable, Equatable {
     public var duration: Double?
     /// Number of frames the container lists (`nb_frames`), nil when it does not say.
     public var frameCount: Int?
-    /// Display rotation in degrees clockwise (0, 90, 180, 270...), from the display-matrix side data.
-    /// Frames are NOT rotated by framepipe: they are delivered in their stored orientation.
+    /// Display rotation in degrees clockwise (0, 90, 180, 270...), from the display-matrix side data:
+    /// the turn ffmpeg's autorotate applies. Decoded frames keep their stored orientation;
+    /// `TensorScaler` applies the turn (multiples of 90°) when it fills the model input.
     public var rotation: Int
     /// Sample aspect ratio ("1:1" for square pixels), nil when unknown.
     public var sampleAspectRatio: Rational?

@@ -24,9 +24,10 @@ final class VideoDecoder {
         let par = stream.pointee.codecpar!
         let streamName = "stream \(stream.pointee.index)"
         guard let codec = avcodec_find_decoder(par.pointee.codec_id) else {
-            let name = String(cString: avcodec_get_name(par.pointee.codec_id))
-            throw MediaError(input: input, operation: "open decoder",
-                             message: "\(streamName): no decoder for codec '\(name)' in this FFmpeg build")
+            let id = par.pointee.codec_id
+            let what = id == AV_CODEC_ID_NONE ? "the codec is unknown to FFmpeg"
+                : "no decoder for codec '\(String(cString: avcodec_get_name(id)))' in this FFmpeg build"
+            throw MediaError(input: input, operation: "open decoder", message: "\(streamName): \(what)")
         }
         guard let c = avcodec_alloc_context3(codec) else {
             throw MediaError(input: input, operation: "open decoder", code: fp_averror(ENOMEM))

@@ -85,7 +85,7 @@ struct FrameSourceTests {
         let source = try FrameSource(input: path)
         #expect(source.stream.rotation == ((-ccw % 360) + 360) % 360)
         #expect(try FrameSource(input: plain).stream.rotation == 0)
-        // Delivered in stored orientation (documented): still 64x48.
+        // Decoded frames keep the stored orientation (TensorScaler turns them): still 64x48.
         let frame = try #require(try source.next())
         #expect(frame.width == 64 && frame.height == 48)
     }
