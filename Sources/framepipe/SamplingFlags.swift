@@ -23,8 +23,8 @@ struct SamplingFlags: ParsableArguments {
     @Option(name: .long, help: "End time in seconds (pts, exclusive): stop reading there.")
     var end: Double?
 
-    @Option(name: .long, help: "Decoder threads (0 = FFmpeg chooses).")
-    var threads: Int = 0
+    @Option(name: .customLong("decoder-threads"), help: "Decoder threads (0 = FFmpeg chooses).")
+    var decoderThreads: Int = 0
 
     /// The sampling part alone.
     var sampling: SamplingOptions {
@@ -33,14 +33,14 @@ struct SamplingFlags: ParsableArguments {
 
     /// The options for `FrameSource`.
     var sourceOptions: SourceOptions {
-        SourceOptions(streamIndex: stream, decoderThreads: threads, sampling: sampling)
+        SourceOptions(streamIndex: stream, decoderThreads: decoderThreads, sampling: sampling)
     }
 
     /// Cross-field checks. A bad value is a usage error: message on stderr, exit status 2.
     func validate() throws {
         var problem = sampling.validationError
         if let stream, stream < 0 { problem = "--stream must be >= 0 (got \(stream))" }
-        if threads < 0 { problem = "--threads must be >= 0 (got \(threads))" }
+        if decoderThreads < 0 { problem = "--decoder-threads must be >= 0 (got \(decoderThreads))" }
         if let problem { throw usageFailure(problem) }
     }
 }

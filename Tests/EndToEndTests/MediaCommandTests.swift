@@ -74,20 +74,20 @@ struct MediaCommandTests {
         #expect(try Self.parse(framepipe(["frames", path, "--every", "50"])).map(\.index) == [0, 50, 100, 150])
         #expect(try Self.parse(framepipe(["frames", path, "--fps", "1"])).map(\.index) == Array(stride(from: 0, to: 200, by: 25)))
         #expect(try Self.parse(framepipe(["frames", path, "--keyframes"])).allSatisfy { $0.keyframe })
-        let window = try Self.parse(framepipe(["frames", path, "--start", "1", "--end", "1.2", "--threads", "1"]))
+        let window = try Self.parse(framepipe(["frames", path, "--start", "1", "--end", "1.2", "--decoder-threads", "1"]))
         #expect(window.map(\.index) == [25, 26, 27, 28, 29])
     }
 
     @Test("usage errors exit 2 with a clear message")
     func usageErrors() throws {
         for (args, text) in [(["--every", "0"], "--every"), (["--fps=-1"], "--fps"),
-                             (["--start", "5", "--end", "2"], "--start"), (["--threads=-3"], "--threads")] {
+                             (["--start", "5", "--end", "2"], "--start"), (["--decoder-threads=-3"], "--decoder-threads")] {
             let r = try framepipe(["frames", "x.mp4"] + args)
             #expect(r.status == 2, "\(args): status \(r.status)")
             #expect(r.stderrText.contains(text) && r.stdout.isEmpty, "\(args): \(r.stderrText)")
         }
         let help = try framepipe(["frames", "--help"])
-        for flag in ["--stream", "--every", "--fps", "--keyframes", "--start", "--end", "--threads"] {
+        for flag in ["--stream", "--every", "--fps", "--keyframes", "--start", "--end", "--decoder-threads"] {
             #expect(help.stdoutText.contains(flag), "help lacks \(flag)")
         }
     }

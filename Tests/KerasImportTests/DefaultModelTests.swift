@@ -77,8 +77,9 @@ struct DefaultModelImportTests {
         let expected = try JSONSerialization.jsonObject(
             with: Data(contentsOf: URL(fileURLWithPath: TestEnv.asset("images/expected_labdog.json")))) as? [String: Any]
         #expect(sidecar.labels == expected?["labels"] as? [String])
-        #expect(sidecar.input == .init(width: 160, height: 160))
-        #expect(sidecar.preprocess == .init(resize: "stretch", mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5]))
+        #expect(sidecar.width == 160 && sidecar.height == 160)
+        #expect(sidecar.resize == "stretch")
+        #expect(sidecar.mean == [127.5, 127.5, 127.5] && sidecar.std == [127.5, 127.5, 127.5])
 
         // A rerun finds it in place and prints the same path.
         let script = TestEnv.packageRoot.appendingPathComponent("scripts/fetch-default-model").path
