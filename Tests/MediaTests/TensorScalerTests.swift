@@ -242,3 +242,32 @@ struct SyntheticFrameTests {
         }
     }
 }
+
+@Suite("Preprocess: presets and decoding")
+struct PreprocessTests {
+    @Test func presetsAndCodableRoundTrip() throws {
+        let tf = Preprocess.minusOneToOne(size: 224)
+        #expect(tf.width == 224 && tf.height == 224 && tf.mean == [127.5, 127.5, 127.5] && tf.std == [127.5, 127.5, 127.5])
+        let net = Preprocess.imagenet(size: 160)
+        #expect(net.mean == [123.675, 116.28, 103.53] && net.std == [58.395, 57.12, 57.375] && net.mode == .stretch)
+        var boxed = net
+        boxed.mode = .letterbox
+        boxed.padValue = 114
+        let back = try JSONDecoder().decode(Preprocess.self, from: JSONEncoder().encode(boxed))
+        #expect(back == boxed)
+        let minimal = #"{"width":8,"height":4,"mean":[0,0,0],"std":[1,1,1]}"#
+        let decoded = try JSONDecoder().decode(Preprocess.self, from: Data(minimal.utf8))
+        #expect(decoded.mode == .stretch && decoded.padValue == 0)
+        #expect(ResizeMode(rawValue: "center-crop") == .centerCrop)
+    }
+
+    @Test("bad JSON throws instead of crashing", arguments: [
+        #"{"width":0,"height":4,"mean":[0,0,0],"std":[1,1,1]}"#,
+        #"{"width":8,"height":4,"mean":[0,0],"std":[1,1,1]}"#,
+        #"{"width":8,"height":4,"mean":[0,0,0],"std":[1,0,1]}"#,
+        #"{"width":8,"height":4,"mean":[0,0,0],"std":[1,1,1],"mode":"squash"}"#,
+    ])
+    func badJSON(json: String) {
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(Preprocess.self, from: Data(json.utf8)) }
+    }
+}
