@@ -68,6 +68,8 @@ struct TensorScalerTests {
             ("carphone_pristine.mp4", 0, 160, 120, ResizeMode.stretch),
             ("carphone_pristine.mp4", 7, 100, 150, ResizeMode.centerCrop),
             ("slideshow_dev.mp4", 120, 224, 160, ResizeMode.letterbox),
+            ("../images/kite_and_cold.jpg", 0, 224, 224, ResizeMode.stretch),   // full-range yuvj420p
+            ("../images/cat.bmp", 0, 224, 224, ResizeMode.centerCrop),          // bgr24
           ])
     func matchesCLI(name: String, frame: Int, width: Int, height: Int, mode: ResizeMode) throws {
         let (maxDiff, meanDiff) = try Self.compare(Fixtures.video(name), frame: frame, Self.raw(width, height, mode))
