@@ -43,12 +43,9 @@ final class FormatContext {
             throw MediaError(input: input, operation: "open input", code: status)
         }
         ctx = opened
+        // Fully initialised from here: if this throws, deinit closes the input.
         let info = avformat_find_stream_info(ctx, nil)
-        if info < 0 {
-            var c: UnsafeMutablePointer<AVFormatContext>? = ctx
-            avformat_close_input(&c)
-            throw MediaError(input: input, operation: "read stream info", code: info)
-        }
+        if info < 0 { throw MediaError(input: input, operation: "read stream info", code: info) }
     }
 
     deinit {

@@ -23,9 +23,11 @@ public struct SourceStats: Sendable, Equatable {
 ///
 /// The loop is FFmpeg's send/receive state machine: receive until the decoder wants input, read
 /// and send one packet, repeat; at end of input send a flush and receive until EOF (drain).
-/// Decoding errors are counted in `stats` and skipped. A read error, or a container that listed
-/// more frames than could be read (truncation), is thrown by `next()` after every frame decoded
-/// before the damage has been returned.
+/// Decoding errors are counted in `stats` and skipped. A read error, or a truncated input, is
+/// thrown by `next()` after every frame decoded before the damage has been returned. Truncation is
+/// noticed when the container promised more: fewer packets than its frame count (MP4), or packets
+/// ending well before the stream's stated duration (MP4, Matroska's DURATION tag). Formats that
+/// promise nothing (MPEG-TS, raw streams) simply end; so does a read that started with a seek.
 public final class FrameSource {
     /// The input as given: a path, `-` (stdin) or a URL.
     public let input: String
@@ -53,6 +55,11 @@ public final class FrameSource {
     private var nextIndex: Int?
     private var lastPTS: Double?
     private var lastPacketCorrupt = false
+    /// Where the container says the stream ends (seconds), from the stream's own duration or its
+    /// DURATION tag (Matroska); nil when it does not say. Used to notice truncation.
+    private let promisedEnd: Double?
+    /// The furthest pts + duration of any packet of the stream read so far (seconds).
+    private var packetEnd = -Double.infinity
     /// Key frames only: stream position of each key packet sent, by pts, until its frame comes out.
     private var keyPacketOrdinals: [Int64: Int] = [:]
 
@@ -89,6 +96,7 @@ public final class FrameSource {
         streamIndex = Int32(index)
         stream = StreamInfo(stream: st, container: ctx)
         timeBase = stream.timeBase.value ?? 0
+        promisedEnd = FrameSource.promisedEnd(of: st, timeBase: timeBase, start: stream.startTime ?? 0)
         decoder = try VideoDecoder(stream: st, threads: options.decoderThreads,
                               keyframesOnly: options.sampling.keyframesOnly, input: input)
         sampler = FrameSampler(options: options.sampling)
@@ -174,6 +182,19 @@ public final class FrameSource {
         }
     }
 
+    /// The stream's declared end: `start + duration` from `AVStream.duration`, else from a
+    /// `DURATION` tag ("HH:MM:SS.fraction", as Matroska muxers write per track).
+    private static func promisedEnd(of st: UnsafeMutablePointer<AVStream>, timeBase: Double, start: Double) -> Double? {
+        if st.pointee.duration != FFCode.noPTS && st.pointee.duration > 0 && timeBase > 0 {
+            return start + Double(st.pointee.duration) * timeBase
+        }
+        guard let entry = av_dict_get(st.pointee.metadata, "DURATION", nil, 0), let value = entry.pointee.value else { return nil }
+        let parts = String(cString: value).split(separator: ":")
+        guard parts.count == 3, let h = Double(parts[0]), let m = Double(parts[1]), let sec = Double(parts[2]) else { return nil }
+        let seconds = h * 3600 + m * 60 + sec
+        return seconds > 0 ? start + seconds : nil
+    }
+
     /// The index of a frame whose position is unknown (after a seek): pts times the average frame rate.
     private func estimatedIndex(_ pts: Double) -> Int {
         let rate = stream.fps ?? stream.baseFPS ?? 0
@@ -204,6 +225,9 @@ public final class FrameSource {
                 }
                 guard pkt.pointee.stream_index == streamIndex else { av_packet_unref(pkt); continue }
                 stats.packetsRead += 1
+                if pkt.pointee.pts != FFCode.noPTS {
+                    packetEnd = max(packetEnd, Double(pkt.pointee.pts + max(0, pkt.pointee.duration)) * timeBase)
+                }
                 lastPacketCorrupt = (pkt.pointee.flags & AV_PKT_FLAG_CORRUPT) != 0
                 if lastPacketCorrupt { stats.corruptPackets += 1 }
                 // Key frames only: never even send non-key packets to the decoder.
@@ -244,6 +268,11 @@ public final class FrameSource {
             pendingError = MediaError(
                 input: input, operation: "read packet",
                 message: "input is truncated: the container lists \(promised) frames but only \(stats.packetsRead) packets could be read")
+        } else if let promised = promisedEnd, packetEnd.isFinite,
+                  packetEnd < promised - max(0.5, 2 / (stream.fps ?? stream.baseFPS ?? 25)) {
+            pendingError = MediaError(
+                input: input, operation: "read packet",
+                message: "input is truncated: the stream stops at \(seconds(packetEnd)) s but the container says it lasts until \(seconds(promised)) s")
         } else if lastPacketCorrupt {
             pendingError = MediaError(input: input, operation: "read packet",
                                       message: "input is truncated: the last packet is incomplete")
@@ -253,4 +282,11 @@ public final class FrameSource {
                 message: "no frame could be decoded (\(stats.packetsRead) packets read, \(stats.decodeErrors) errors)")
         }
     }
+}
+
+/// Seconds with 3 decimals, for messages.
+private func seconds(_ value: Double) -> String {
+    let ms = Int((value * 1000).rounded())
+    let frac = String(abs(ms) % 1000)
+    return "\(ms / 1000).\(String(repeating: "0", count: 3 - frac.count))\(frac)"
 }

@@ -40,12 +40,20 @@ public struct Preprocess: Sendable, Equatable, Codable {
 
     private enum CodingKeys: String, CodingKey { case width, height, mode, mean, std, padValue }
 
+    /// Decodes and validates (a bad size or mean/std throws instead of failing a precondition);
+    /// `mode` defaults to stretch and `padValue` to 0 when absent.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(width: try c.decode(Int.self, forKey: .width), height: try c.decode(Int.self, forKey: .height),
-                  mode: try c.decodeIfPresent(ResizeMode.self, forKey: .mode) ?? .stretch,
-                  mean: try c.decode([Float].self, forKey: .mean), std: try c.decode([Float].self, forKey: .std),
-                  padValue: try c.decodeIfPresent(UInt8.self, forKey: .padValue) ?? 0)
+        let width = try c.decode(Int.self, forKey: .width), height = try c.decode(Int.self, forKey: .height)
+        guard width > 0 && height > 0 else {
+            throw DecodingError.dataCorruptedError(forKey: .width, in: c, debugDescription: "model input size must be positive")
+        }
+        let mean = try c.decode([Float].self, forKey: .mean), std = try c.decode([Float].self, forKey: .std)
+        guard mean.count == 3 && std.count == 3 && !std.contains(0) else {
+            throw DecodingError.dataCorruptedError(forKey: .std, in: c, debugDescription: "mean and std need 3 entries (R, G, B), std non-zero")
+        }
+        self.init(width: width, height: height, mode: try c.decodeIfPresent(ResizeMode.self, forKey: .mode) ?? .stretch,
+                  mean: mean, std: std, padValue: try c.decodeIfPresent(UInt8.self, forKey: .padValue) ?? 0)
     }
 }
 

@@ -9,6 +9,8 @@ import CFFmpeg
 ///   bilinear resize; the output equals ffmpeg's `scale=W:H:flags=bilinear` to rgb24 (then `crop` /
 ///   `pad` for the other modes; see `ScaleGeometry`).
 /// - Letterbox borders take `Preprocess.padValue` (default 0, black, like the `pad` filter).
+/// - Pixels are treated as square (the sample aspect ratio is ignored, as by the `scale` filter);
+///   the source's range (full/limited) and matrix (BT.601 unless the frame says otherwise) are honoured.
 /// - Rotation: by default the stream's display rotation (`DecodedFrame.rotation`, multiples of 90°)
 ///   is honoured, as ffmpeg's autorotate does, so the model sees the picture upright. The picture is
 ///   scaled in stored orientation and rotated while being copied into the slot (no extra pass).

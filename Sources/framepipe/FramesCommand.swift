@@ -10,7 +10,8 @@ struct FramesCommand: AsyncParsableCommand {
         discussion: """
             INPUT is a file, '-' for stdin, or a URL. Errors go to stderr as one line \
             ('framepipe: <input>: <what failed>') with a non-zero exit status; decoding errors in an \
-            otherwise readable input are counted and summarised on stderr.
+            otherwise readable input are counted and summarised on stderr. FFmpeg's own log is \
+            silenced; set FRAMEPIPE_FFMPEG_LOG=warning (or error, info, debug) to see it.
             """)
 
     @Argument(help: "Video or image file, '-' for stdin, or a URL.")
@@ -22,7 +23,7 @@ struct FramesCommand: AsyncParsableCommand {
         MediaCLI.quietFFmpeg()
         let source: FrameSource
         do {
-            source = try FrameSource(input: input, options: sampling.sourceOptions)
+            source = try FrameSource(input: input, options: sampling.sourceOptions())
         } catch {
             throw MediaCLI.fail(error)
         }

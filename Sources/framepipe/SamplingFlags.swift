@@ -5,25 +5,25 @@ import Media
 /// Stream selection, decoder threads and frame sampling flags, shared by `frames` and `run`
 /// (`@OptionGroup var sampling: SamplingFlags`).
 struct SamplingFlags: ParsableArguments {
-    @Option(name: .long, help: "Video stream index to decode (default: the best video stream).")
+    @Option(name: .long, help: ArgumentHelp("Video stream index to decode (default: the best video stream).", valueName: "index"))
     var stream: Int?
 
-    @Option(name: .long, help: "Keep every Nth frame (after the other sampling flags).")
+    @Option(name: .long, help: ArgumentHelp("Keep every Nth frame (after the other sampling flags).", valueName: "n"))
     var every: Int = 1
 
-    @Option(name: .long, help: "Keep at most F frames per second, chosen by timestamp (works with variable frame rate).")
+    @Option(name: .long, help: ArgumentHelp("Keep at most F frames per second, chosen by timestamp (works with variable frame rate).", valueName: "f"))
     var fps: Double?
 
     @Flag(name: .long, help: "Decode key frames only (non-key packets are not even decoded).")
     var keyframes = false
 
-    @Option(name: .long, help: "Start time in seconds (pts): seek, then drop earlier frames.")
+    @Option(name: .long, help: ArgumentHelp("Start time in seconds (pts): seek, then drop earlier frames.", valueName: "seconds"))
     var start: Double?
 
-    @Option(name: .long, help: "End time in seconds (pts, exclusive): stop reading there.")
+    @Option(name: .long, help: ArgumentHelp("End time in seconds (pts, exclusive): stop reading there.", valueName: "seconds"))
     var end: Double?
 
-    @Option(name: .customLong("decoder-threads"), help: "Decoder threads (0 = FFmpeg chooses).")
+    @Option(name: .customLong("decoder-threads"), help: ArgumentHelp("Decoder threads (0 = FFmpeg chooses).", valueName: "n"))
     var decoderThreads: Int = 0
 
     /// The sampling part alone.
@@ -31,8 +31,8 @@ struct SamplingFlags: ParsableArguments {
         SamplingOptions(every: every, fps: fps, keyframesOnly: keyframes, start: start, end: end)
     }
 
-    /// The options for `FrameSource`.
-    var sourceOptions: SourceOptions {
+    /// The options for `FrameSource` (stream, decoder threads, sampling).
+    func sourceOptions() -> SourceOptions {
         SourceOptions(streamIndex: stream, decoderThreads: decoderThreads, sampling: sampling)
     }
 

@@ -127,16 +127,20 @@ struct MediaCommandTests {
     func truncated() throws {
         let dir = try TestEnv.tempDir("e2e-trunc")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let full = dir.appendingPathComponent("full.mp4").path
-        try shell("ffmpeg -v error -y -i '\(Self.video("bikes.mp4"))' -c copy -movflags +faststart '\(full)'")
-        let data = try Data(contentsOf: URL(fileURLWithPath: full))
-        let cut = dir.appendingPathComponent("cut.mp4")
-        try data.prefix(data.count * 6 / 10).write(to: cut)
-        let r = try framepipe(["frames", cut.path], timeout: 60)
-        Self.expectCleanFailure(r, input: cut.path, mentions: "truncated")
-        let frames = try Self.parse(r)
-        #expect(frames.count > 50 && frames.count < 250, "\(frames.count) frames before the damage")
-        #expect(frames.map(\.index) == Array(0..<frames.count))
+        // MP4 (index first: the container lists 250 frames) and Matroska (it states the duration).
+        for (name, flags) in [("full.mp4", "-movflags +faststart"), ("full.mkv", "")] {
+            let full = dir.appendingPathComponent(name).path
+            try shell("ffmpeg -v error -y -i '\(Self.video("bikes.mp4"))' -c copy \(flags) '\(full)'")
+            #expect(try framepipe(["frames", full]).lines.count == 250)
+            let data = try Data(contentsOf: URL(fileURLWithPath: full))
+            let cut = dir.appendingPathComponent("cut-" + name)
+            try data.prefix(data.count * 6 / 10).write(to: cut)
+            let r = try framepipe(["frames", cut.path], timeout: 60)
+            Self.expectCleanFailure(r, input: cut.path, mentions: "truncated")
+            let frames = try Self.parse(r)
+            #expect(frames.count > 50 && frames.count < 250, "\(name): \(frames.count) frames before the damage")
+            #expect(frames.map(\.index) == Array(0..<frames.count))
+        }
         // The original asset cut short loses its index (moov at the end): cannot be opened at all.
         let noIndex = dir.appendingPathComponent("no-index.mp4")
         try (try Data(contentsOf: URL(fileURLWithPath: Self.video("bikes.mp4")))).prefix(300_000).write(to: noIndex)

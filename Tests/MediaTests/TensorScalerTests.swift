@@ -68,6 +68,8 @@ struct TensorScalerTests {
             ("carphone_pristine.mp4", 0, 160, 120, ResizeMode.stretch),
             ("carphone_pristine.mp4", 7, 100, 150, ResizeMode.centerCrop),
             ("slideshow_dev.mp4", 120, 224, 160, ResizeMode.letterbox),
+            ("../images/kite_and_cold.jpg", 0, 224, 224, ResizeMode.stretch),   // full-range yuvj420p
+            ("../images/cat.bmp", 0, 224, 224, ResizeMode.centerCrop),          // bgr24
           ])
     func matchesCLI(name: String, frame: Int, width: Int, height: Int, mode: ResizeMode) throws {
         let (maxDiff, meanDiff) = try Self.compare(Fixtures.video(name), frame: frame, Self.raw(width, height, mode))
@@ -240,5 +242,34 @@ struct SyntheticFrameTests {
                 for c in 0..<3 { #expect(q[c * w * h + dy * h + dx] == Float(pixels[(sy * w + sx) * 3 + c])) }
             }
         }
+    }
+}
+
+@Suite("Preprocess: presets and decoding")
+struct PreprocessTests {
+    @Test func presetsAndCodableRoundTrip() throws {
+        let tf = Preprocess.minusOneToOne(size: 224)
+        #expect(tf.width == 224 && tf.height == 224 && tf.mean == [127.5, 127.5, 127.5] && tf.std == [127.5, 127.5, 127.5])
+        let net = Preprocess.imagenet(size: 160)
+        #expect(net.mean == [123.675, 116.28, 103.53] && net.std == [58.395, 57.12, 57.375] && net.mode == .stretch)
+        var boxed = net
+        boxed.mode = .letterbox
+        boxed.padValue = 114
+        let back = try JSONDecoder().decode(Preprocess.self, from: JSONEncoder().encode(boxed))
+        #expect(back == boxed)
+        let minimal = #"{"width":8,"height":4,"mean":[0,0,0],"std":[1,1,1]}"#
+        let decoded = try JSONDecoder().decode(Preprocess.self, from: Data(minimal.utf8))
+        #expect(decoded.mode == .stretch && decoded.padValue == 0)
+        #expect(ResizeMode(rawValue: "center-crop") == .centerCrop)
+    }
+
+    @Test("bad JSON throws instead of crashing", arguments: [
+        #"{"width":0,"height":4,"mean":[0,0,0],"std":[1,1,1]}"#,
+        #"{"width":8,"height":4,"mean":[0,0],"std":[1,1,1]}"#,
+        #"{"width":8,"height":4,"mean":[0,0,0],"std":[1,0,1]}"#,
+        #"{"width":8,"height":4,"mean":[0,0,0],"std":[1,1,1],"mode":"squash"}"#,
+    ])
+    func badJSON(json: String) {
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(Preprocess.self, from: Data(json.utf8)) }
     }
 }
