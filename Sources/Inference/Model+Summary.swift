@@ -1,0 +1,29 @@
+/// What `framepipe inspect` reports about a model.
+extension Model {
+    /// Multiply-accumulates per image (convolutions and fully connected layers).
+    public var macsPerImage: Int {
+        graph.nodes.reduce(0) { total, node in
+            switch node.op {
+            case .conv(let a):
+                let w = graph.initializers[node.inputs[1]]!
+                let out = shapes[node.outputs[0]]!.reduce(1, *)
+                return total + out * w.shape[1] * a.kernel[0] * a.kernel[1]
+            case .gemm, .matMul:
+                return total + graph.initializers[node.inputs[1]]!.count
+            default:
+                return total
+            }
+        }
+    }
+
+    /// The input preprocessing this model most likely expects, by its layout (a guess for
+    /// unknown models): 1001 classes is the TensorFlow-trained layout ([-1, 1]); 1000 classes is
+    /// torchvision / the ONNX model zoo (ImageNet mean and std).
+    public var expectedPreprocessing: String {
+        switch classCount {
+        case 1001: return "RGB, x / 127.5 - 1 (TensorFlow style, [-1, 1]); class 0 is background"
+        case 1000: return "RGB, (x / 255 - mean) / std with mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225] (ImageNet / torchvision)"
+        default: return "unknown (not an ImageNet layout)"
+        }
+    }
+}
