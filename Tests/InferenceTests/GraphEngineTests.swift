@@ -131,3 +131,20 @@ struct SplitMix {
     /// Uniform in [-1, 1).
     mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
 }
+
+/// The thread setting reaches OpenMP (the runtime oneDNN uses in Debian's build).
+@Suite struct ThreadTests {
+    @Test func engineAppliesItsThreadCount() throws {
+        let graph = Graph(inputs: [ValueInfo(name: "x", shape: [-1, 16, 4, 4])], outputs: [ValueInfo(name: "y", shape: [])],
+                          nodes: [Node(name: "gap", op: .globalAvgPool, inputs: ["x"], outputs: ["y"])], initializers: [:])
+        let model = try Model(graph: graph, source: "threads")
+        let input = [Float](repeating: 1, count: 16 * 16)
+        var out = [Float](repeating: 0, count: 16)
+        for n in [1, 3, 2] {
+            let engine = try Engine(model: model, maxBatch: 1, threads: n)
+            try engine.run(input: input, count: 1, embeddings: &out, logits: nil)
+            #expect(inferenceThreads() == n, "OpenMP max threads after an engine with threads \(n)")
+            #expect(out.allSatisfy { $0 == 1 })
+        }
+    }
+}
