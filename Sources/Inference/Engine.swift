@@ -49,6 +49,12 @@ public final class Engine {
         return isa & bf16 == bf16
     }
 
+    /// True when oneDNN may use AMX tiles (bf16 then prefers its own "any" formats).
+    static var hasAMX: Bool {
+        let isa = dnnl_get_effective_cpu_isa().rawValue
+        return isa & dnnl_cpu_isa_avx512_core_amx.rawValue == dnnl_cpu_isa_avx512_core_amx.rawValue
+    }
+
     /// The instruction set oneDNN dispatches to (e.g. `"avx512_core_amx"`), honouring `ONEDNN_MAX_CPU_ISA`.
     public static var cpuISA: String {
         switch dnnl_get_effective_cpu_isa() {

@@ -132,6 +132,10 @@ final class Network {
     }
 
     private var scratchSlot = 0
+    /// Force nChw16c activations: fp32 always (oneDNN's own nhwc choice runs slower kernels), bf16
+    /// only without AMX (with AMX, "any" picks the AMX brgemm kernels and nChw16c disables them;
+    /// without AMX, nChw16c selects jit_bf16_1x1 / jit_dw, measured ~7% faster than nhwc brgconv).
+    private var blockedActivations: Bool { precision == .fp32 || !Engine.hasAMX }
     private let inputName: String
 
     /// Re-points slot memories after the arena grew (no-op when unchanged).
@@ -207,7 +211,7 @@ final class Network {
             if let r = residual, descs[r]!.data_type == dt {
                 dstWant = descs[r]!
             } else {
-                dstWant = precision == .fp32 ? try MD.make(dstDims, dt, dnnl_nChw16c) : try any(dstDims, dt)
+                dstWant = blockedActivations ? try MD.make(dstDims, dt, dnnl_nChw16c) : try any(dstDims, dt)
             }
             let attrs = try PrimitiveAttributes(postOps: postOps)
             func create(_ srcWant: dnnl_memory_desc_t) throws -> Primitive {
