@@ -243,8 +243,8 @@ final class Network {
             var dstMem: Memory
             if let r = residual {
                 // Sum post-op: the destination must already hold the residual.
-                if lastUse[r] == index, r != input, MD.equal(descs[r]!, dstDesc) {
-                    dstMem = try allocate(output, dstDesc, reuse: slotOf[r]!)
+                if lastUse[r] == index, r != input, let slot = slotOf[r], MD.equal(descs[r]!, dstDesc) {
+                    dstMem = try allocate(output, dstDesc, reuse: slot)
                 } else {
                     dstMem = try allocate(output, dstDesc)
                     steps.append(try makeStep(Primitive(reorderFrom: descs[r]!, to: dstDesc, context: context),
