@@ -49,6 +49,12 @@ public final class Engine {
         return isa & bf16 == bf16
     }
 
+    /// The oneDNN library version, e.g. `"2.6.3"` (`dnnl_version`).
+    public static var oneDNNVersion: String {
+        let v = dnnl_version()!.pointee
+        return "\(v.major).\(v.minor).\(v.patch)"
+    }
+
     /// True when oneDNN may use AMX tiles (bf16 then prefers its own "any" formats).
     static var hasAMX: Bool {
         let isa = dnnl_get_effective_cpu_isa().rawValue

@@ -148,3 +148,26 @@ struct SplitMix {
         }
     }
 }
+
+/// The CDNNL module links and reports the oneDNN the project is built against.
+@Suite struct DNNLLinkTests {
+    @Test func versionIsTwoSix() {
+        #expect(Engine.oneDNNVersion.hasPrefix("2."), "\(Engine.oneDNNVersion)")
+        #expect(!Engine.cpuISA.isEmpty)
+    }
+
+    /// A Keras-style head: Gemm straight after GlobalAveragePool (no Flatten).
+    @Test func gemmReadsPooledInputFlattened() throws {
+        let graph = Graph(inputs: [ValueInfo(name: "x", shape: [-1, 2, 2, 2])], outputs: [ValueInfo(name: "y", shape: [])],
+                          nodes: [Node(name: "gap", op: .globalAvgPool, inputs: ["x"], outputs: ["p"]),
+                                  Node(name: "dense", op: .gemm(GemmAttributes()), inputs: ["p", "k", "b"], outputs: ["y"])],
+                          initializers: ["k": Tensor(shape: [2, 3], data: [1, 0, 2, 0, 1, 3]), "b": Tensor(shape: [3], data: [0, 0, 1])])
+        let model = try Model(graph: graph, source: "keras-like")
+        #expect(model.embeddingOutput == "p" && model.classCount == 3)
+        let engine = try Engine(model: model, maxBatch: 1)
+        var logits = [Float](repeating: 0, count: 3), pooled = [Float](repeating: 0, count: 2)
+        try engine.run(input: [1, 1, 1, 1, 2, 2, 2, 2], count: 1, embeddings: &pooled, logits: &logits)
+        #expect(pooled == [1, 2])
+        #expect(logits == [1, 2, 9])   // [1, 2] x [[1, 0, 2], [0, 1, 3]] + [0, 0, 1]
+    }
+}
