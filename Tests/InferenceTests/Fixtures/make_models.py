@@ -10,11 +10,12 @@ Writes, per model NAME:
   NAME.features_bB.f32        onnxruntime pooled features (B x 1280)
 and manifest.json describing shapes. Models:
   tv_opset10   torchvision layout: Conv (no bias) + BatchNormalization + Clip(min/max attributes),
-               symmetric pads, Add, GlobalAveragePool, Flatten, Dropout, Gemm(transB), 1000 classes, 224x224
+               symmetric pads, Add, GlobalAveragePool, Flatten, Dropout, Gemm(transB), 1000 classes, 224x224,
+               weights in typed float_data fields
   tv_opset13   the same layout at opset 13: Clip bounds as inputs, the model zoo's
                Shape/Gather/Unsqueeze/Concat/Reshape head, 160x160 input
   tf_shared    the shared ImageNet model's layout: Conv with bias and TF-"SAME" asymmetric pads,
-               Clip(0, 6), Add, GlobalAveragePool, Flatten, Gemm, outputs `logits` (1001) and `features`
+               Clip(0, 6) with bounds from Constant nodes, Add, GlobalAveragePool, Flatten, Gemm, outputs `logits` (1001) and `features`
 Weights use He initialisation and realistic batch-norm statistics so activations neither vanish
 nor explode; the classifier is scaled so logits spread over several units and top-1 is meaningful.
 """
@@ -42,7 +43,19 @@ class Builder:
 
     def init(self, prefix, array):
         name = self.name(prefix)
-        self.inits.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
+        array = np.asarray(array, dtype=np.float32)
+        if self.opset < 11:
+            # Typed float_data fields instead of raw_data, as older exporters wrote them.
+            self.inits.append(helper.make_tensor(name, TensorProto.FLOAT, array.shape, array.flatten().tolist()))
+        else:
+            self.inits.append(numpy_helper.from_array(array, name))
+        return name
+
+    def constant(self, prefix, value):
+        """A Constant node (instead of an initializer), as the TF converters emit for Clip bounds."""
+        name = self.name(prefix)
+        self.nodes.append(helper.make_node("Constant", [], [name], name=name,
+                                           value=numpy_helper.from_array(np.array(value, dtype=np.float32))))
         return name
 
     def conv(self, x, cin, cout, k, stride, groups, size, relu6=True):
@@ -77,8 +90,8 @@ class Builder:
             if self.opset < 11:
                 self.nodes.append(helper.make_node("Clip", [y], [c], name=c, min=0.0, max=6.0))
             else:
-                self.nodes.append(helper.make_node("Clip", [y, self.init("min", np.array(0.0)), self.init("max", np.array(6.0))],
-                                                   [c], name=c))
+                bound = self.constant if self.layout == "tf" else self.init
+                self.nodes.append(helper.make_node("Clip", [y, bound("min", 0.0), bound("max", 6.0)], [c], name=c))
             y = c
         return y, out_size
 
