@@ -61,6 +61,7 @@ final class DNNLContext {
 final class Memory {
     let handle: dnnl_memory_t
     let desc: dnnl_memory_desc_t
+    private let context: DNNLContext   // the engine must outlive its memories
 
     /// Memory with a oneDNN-allocated buffer when `allocate`, else with no buffer until `bind`.
     init(_ desc: dnnl_memory_desc_t, _ context: DNNLContext, allocate: Bool) throws {
@@ -70,6 +71,7 @@ final class Memory {
                  "create memory")
         handle = m!
         self.desc = desc
+        self.context = context
     }
 
     /// Points the memory at `pointer` (`dnnl_memory_set_data_handle`).
@@ -126,6 +128,7 @@ enum PostOp: Equatable {
 final class Primitive {
     let desc: dnnl_primitive_desc_t
     let handle: dnnl_primitive_t
+    private let context: DNNLContext   // the engine must outlive its primitives
 
     /// Creates a primitive from an op descriptor (`dnnl_*_desc_init` output).
     init(opDesc: UnsafeRawPointer, attributes: PrimitiveAttributes, context: DNNLContext, what: String) throws {
@@ -137,6 +140,7 @@ final class Primitive {
         }
         desc = pd!
         handle = p!
+        self.context = context
     }
 
     /// A reorder between two layouts or data types (`dnnl_reorder_primitive_desc_create`).
@@ -152,6 +156,7 @@ final class Primitive {
         }
         desc = pd!
         handle = p!
+        self.context = context
     }
 
     /// A memory descriptor the implementation chose (`dnnl_primitive_desc_query_md`).
