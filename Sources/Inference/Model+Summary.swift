@@ -27,3 +27,28 @@ extension Model {
         }
     }
 }
+
+extension Model {
+    /// How the runtime executes the graph after fusion, e.g.
+    /// `"54 layers: 52 convolutions (35 activations and 10 residual adds fused), 1 pooling, 1 inner product"`.
+    public var runtimeSummary: String {
+        guard let lowered = try? LoweredGraph(model: self) else { return "not lowerable" }
+        var convs = 0, acts = 0, sums = 0, pools = 0, fcs = 0, other = 0
+        for layer in lowered.layers {
+            switch layer {
+            case let .conv(_, _, _, _, _, _, postOps, _):
+                convs += 1
+                acts += postOps.filter { $0 != .sum }.count
+                sums += postOps.filter { $0 == .sum }.count
+            case .pool: pools += 1
+            case .innerProduct: fcs += 1
+            case .eltwise, .add: other += 1
+            }
+        }
+        var parts = ["\(convs) convolutions (\(acts) activations and \(sums) residual adds fused)"]
+        if pools > 0 { parts.append("\(pools) pooling") }
+        if fcs > 0 { parts.append("\(fcs) inner product") }
+        if other > 0 { parts.append("\(other) standalone eltwise/add") }
+        return "\(lowered.layers.count) layers: " + parts.joined(separator: ", ")
+    }
+}

@@ -41,8 +41,9 @@ struct InspectCommand: AsyncParsableCommand {
         }
         print("ops: " + counts.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         print("ops after passes: " + fused.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-        print("parameters: \(m.graph.parameterCount) (\(String(format: "%.2f", Double(m.graph.parameterCount) / 1e6)) M)")
+        print("parameters (batch norms folded): \(m.graph.parameterCount) (\(String(format: "%.2f", Double(m.graph.parameterCount) / 1e6)) M)")
         print("MACs per image: \(m.macsPerImage) (\(String(format: "%.1f", Double(m.macsPerImage) / 1e6)) M)")
+        print("runtime: \(m.runtimeSummary)")
         print("classes: \(m.classCount)")
         print("preprocessing (by layout): \(m.expectedPreprocessing)")
     }
