@@ -29,6 +29,7 @@ func dnnl(_ status: dnnl_status_t, _ operation: @autoclosure () -> String) throw
 enum Arg {
     static let src: Int32 = 1, src1: Int32 = 2, dst: Int32 = 17, weights: Int32 = 33, bias: Int32 = 41
     static let scratchpad: Int32 = 80, from: Int32 = 1, to: Int32 = 17
+    static let postOpDepthwise: Int32 = 8192
 }
 
 /// A CPU engine and an in-order stream (`dnnl_engine_create`, `dnnl_stream_create`).
@@ -106,6 +107,9 @@ final class PrimitiveAttributes {
         for op in postOps {
             switch op {
             case .sum: try dnnl(dnnl_post_ops_append_sum(p, 1), "append sum post-op")
+            case let .depthwise(type, bias, stride, padding):
+                try dnnl(dnnl_post_ops_append_dw(p, type, bias ? dnnl_f32 : dnnl_data_type_undef, type, 3, Int64(stride),
+                                                 Int64(padding), 0, 0, nil), "append depthwise post-op")
             case let .eltwise(alg, alpha, beta):
                 try dnnl(dnnl_post_ops_append_eltwise(p, 1, alg, alpha, beta), "append eltwise post-op")
             }
@@ -122,6 +126,8 @@ enum PostOp: Equatable {
     case eltwise(dnnl_alg_kind_t, Float, Float)
     /// `dst = result + dst` (the residual already in the destination buffer).
     case sum
+    /// A fused 3x3 depthwise convolution (`dnnl_post_ops_append_dw`): data type, has bias, stride, left padding.
+    case depthwise(dnnl_data_type_t, Bool, Int, Int)
 }
 
 /// A primitive and its descriptor (`dnnl_primitive_desc_create`, `dnnl_primitive_create`).

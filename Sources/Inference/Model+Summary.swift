@@ -36,9 +36,9 @@ extension Model {
         var convs = 0, acts = 0, sums = 0, pools = 0, fcs = 0, other = 0
         for layer in lowered.layers {
             switch layer {
-            case let .conv(_, _, _, _, _, _, postOps, _):
-                convs += 1
-                acts += postOps.filter { $0 != .sum }.count
+            case let .conv(_, _, _, _, _, _, postOps, _, dw):
+                convs += dw == nil ? 1 : 2
+                acts += postOps.filter { $0 != .sum }.count + (dw?.postOps.count ?? 0)
                 sums += postOps.filter { $0 == .sum }.count
             case .pool: pools += 1
             case .innerProduct: fcs += 1
@@ -49,6 +49,8 @@ extension Model {
         if pools > 0 { parts.append("\(pools) pooling") }
         if fcs > 0 { parts.append("\(fcs) inner product") }
         if other > 0 { parts.append("\(other) standalone eltwise/add") }
+        let pairs = lowered.layers.filter { if case .conv(_, _, _, _, _, _, _, _, .some) = $0 { return true }; return false }.count
+        if pairs > 0 { parts.append("\(pairs) 1x1 + depthwise pairs eligible for fusion") }
         return "\(lowered.layers.count) layers: " + parts.joined(separator: ", ")
     }
 }
