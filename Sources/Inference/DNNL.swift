@@ -29,6 +29,7 @@ func dnnl(_ status: dnnl_status_t, _ operation: @autoclosure () -> String) throw
 enum Arg {
     static let src: Int32 = 1, src1: Int32 = 2, dst: Int32 = 17, weights: Int32 = 33, bias: Int32 = 41
     static let scratchpad: Int32 = 80, from: Int32 = 1, to: Int32 = 17
+    static let postOpDepthwise: Int32 = 8192
 }
 
 /// A CPU engine and an in-order stream (`dnnl_engine_create`, `dnnl_stream_create`).
@@ -61,6 +62,7 @@ final class DNNLContext {
 final class Memory {
     let handle: dnnl_memory_t
     let desc: dnnl_memory_desc_t
+    private let context: DNNLContext   // the engine must outlive its memories
 
     /// Memory with a oneDNN-allocated buffer when `allocate`, else with no buffer until `bind`.
     init(_ desc: dnnl_memory_desc_t, _ context: DNNLContext, allocate: Bool) throws {
@@ -70,6 +72,7 @@ final class Memory {
                  "create memory")
         handle = m!
         self.desc = desc
+        self.context = context
     }
 
     /// Points the memory at `pointer` (`dnnl_memory_set_data_handle`).
@@ -104,6 +107,9 @@ final class PrimitiveAttributes {
         for op in postOps {
             switch op {
             case .sum: try dnnl(dnnl_post_ops_append_sum(p, 1), "append sum post-op")
+            case let .depthwise(type, bias, stride, padding):
+                try dnnl(dnnl_post_ops_append_dw(p, type, bias ? dnnl_f32 : dnnl_data_type_undef, type, 3, Int64(stride),
+                                                 Int64(padding), 0, 0, nil), "append depthwise post-op")
             case let .eltwise(alg, alpha, beta):
                 try dnnl(dnnl_post_ops_append_eltwise(p, 1, alg, alpha, beta), "append eltwise post-op")
             }
@@ -120,12 +126,15 @@ enum PostOp: Equatable {
     case eltwise(dnnl_alg_kind_t, Float, Float)
     /// `dst = result + dst` (the residual already in the destination buffer).
     case sum
+    /// A fused 3x3 depthwise convolution (`dnnl_post_ops_append_dw`): data type, has bias, stride, left padding.
+    case depthwise(dnnl_data_type_t, Bool, Int, Int)
 }
 
 /// A primitive and its descriptor (`dnnl_primitive_desc_create`, `dnnl_primitive_create`).
 final class Primitive {
     let desc: dnnl_primitive_desc_t
     let handle: dnnl_primitive_t
+    private let context: DNNLContext   // the engine must outlive its primitives
 
     /// Creates a primitive from an op descriptor (`dnnl_*_desc_init` output).
     init(opDesc: UnsafeRawPointer, attributes: PrimitiveAttributes, context: DNNLContext, what: String) throws {
@@ -137,6 +146,7 @@ final class Primitive {
         }
         desc = pd!
         handle = p!
+        self.context = context
     }
 
     /// A reorder between two layouts or data types (`dnnl_reorder_primitive_desc_create`).
@@ -152,6 +162,7 @@ final class Primitive {
         }
         desc = pd!
         handle = p!
+        self.context = context
     }
 
     /// A memory descriptor the implementation chose (`dnnl_primitive_desc_query_md`).

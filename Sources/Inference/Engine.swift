@@ -5,7 +5,12 @@ import Foundation
 ///
 /// Not thread-safe: use each engine from one DispatchQueue. Weights are reordered once (at the
 /// first compile) and the primitives for each batch size are built once and cached; `run`
-/// allocates nothing.
+/// allocates nothing. GNU OpenMP keeps one worker pool per calling thread, so a dedicated
+/// thread (or a serial queue that mostly stays on one thread) avoids extra idle pools.
+///
+/// Fusions: Relu/Clip after a convolution and a residual Add become post-ops; a 1x1 convolution
+/// and the 3x3 depthwise one after it run as one primitive where oneDNN has a fused kernel.
+/// Layouts: fp32 (and bf16 without AMX) force nChw16c activations; bf16 with AMX leaves them to oneDNN.
 public final class Engine {
     /// The model this engine runs.
     public let model: Model
@@ -47,6 +52,18 @@ public final class Engine {
         let isa = dnnl_get_effective_cpu_isa().rawValue
         let bf16 = dnnl_cpu_isa_avx512_core_bf16.rawValue
         return isa & bf16 == bf16
+    }
+
+    /// The oneDNN library version, e.g. `"2.6.3"` (`dnnl_version`).
+    public static var oneDNNVersion: String {
+        let v = dnnl_version()!.pointee
+        return "\(v.major).\(v.minor).\(v.patch)"
+    }
+
+    /// True when oneDNN may use AMX tiles (bf16 then prefers its own "any" formats).
+    static var hasAMX: Bool {
+        let isa = dnnl_get_effective_cpu_isa().rawValue
+        return isa & dnnl_cpu_isa_avx512_core_amx.rawValue == dnnl_cpu_isa_avx512_core_amx.rawValue
     }
 
     /// The instruction set oneDNN dispatches to (e.g. `"avx512_core_amx"`), honouring `ONEDNN_MAX_CPU_ISA`.

@@ -120,21 +120,22 @@ extension Graph {
             }
             return [count]
         case .gemm(let a):
-            let x = try activation(0)
-            guard x.count == 1, !a.transA else { throw NodeError("Gemm expects [N, K] input without transA, got \(x)") }
+            // An [N, C, H, W] input is read flattened (as after GlobalAveragePool in Keras graphs).
+            let x = try activation(0).reduce(1, *)
+            guard !a.transA else { throw NodeError("Gemm with transA is not supported") }
             let b = try constant(1)
             guard b.shape.count == 2 else { throw NodeError("weight must be 2-D, got \(b.shape)") }
             let (k, n) = a.transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
-            guard k == x[0] else { throw NodeError("weight \(b.shape) does not match \(x[0]) input features") }
+            guard k == x else { throw NodeError("weight \(b.shape) does not match \(x) input features") }
             if node.inputs.count > 2, !node.inputs[2].isEmpty {
                 let c = try constant(2)
                 guard c.count == n || c.count == 1 else { throw NodeError("bias has \(c.count) values for \(n) outputs") }
             }
             return [n]
         case .matMul:
-            let x = try activation(0)
+            let x = try activation(0).reduce(1, *)
             let b = try constant(1)
-            guard x.count == 1, b.shape.count == 2, b.shape[0] == x[0] else {
+            guard b.shape.count == 2, b.shape[0] == x else {
                 throw NodeError("MatMul of \(x) by constant \(b.shape) is not a supported [N, K] x [K, M] product")
             }
             return [b.shape[1]]

@@ -98,7 +98,8 @@ public struct PoolAttributes: Sendable, Equatable {
 /// Fully connected attributes: `Y = alpha * op(A) * op(B) + beta * C` (ONNX `Gemm`, Keras `Dense`).
 ///
 /// Inputs of the node: `[a, b]` or `[a, b, c]`; `b` and `c` are initializers. A Keras `Dense`
-/// kernel is `[in, out]`, i.e. `transB == false`.
+/// kernel is `[in, out]`, i.e. `transB == false`. An `a` of shape `[N, C, H, W]` is read
+/// flattened, so a Gemm may follow `globalAvgPool` directly.
 public struct GemmAttributes: Sendable, Equatable {
     /// Multiplier of the product.
     public var alpha: Float
@@ -142,7 +143,7 @@ public enum Op: Sendable, Equatable {
     case reshape(shape: [Int])
     /// `[a, b, c?]` → `[y]`.
     case gemm(GemmAttributes)
-    /// `[a, b]` → `[a · b]` with `b` a `[K, N]` initializer; a following `add` of a `[N]` bias is fused.
+    /// `[a, b]` → `[a · b]` with `b` a `[K, N]` initializer (`a` read flattened, like `gemm`).
     case matMul
     /// `[x]` → `[softmax(x)]` along `axis`.
     case softmax(axis: Int)

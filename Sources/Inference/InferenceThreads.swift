@@ -1,9 +1,20 @@
 // oneDNN's thread count. Debian's libdnnl uses GNU OpenMP (libgomp), which reads OMP_NUM_THREADS
-// once when it is loaded (before main) and keeps the thread-count setting per calling thread:
-// omp_set_num_threads only affects parallel regions started by the thread that calls it. So the
-// engine calls it on its own thread before building primitives and before every run (cheap: it
-// writes a thread-local value). The symbol is looked up at run time with dlsym because libgomp is
-// loaded by libdnnl, not linked by us.
+// and OMP_WAIT_POLICY once when it is loaded (before main) and keeps the thread-count setting per
+// calling thread: omp_set_num_threads only affects parallel regions started by the thread that
+// calls it. So the engine calls it on its own thread before building primitives and before every
+// run (cheap: it writes a thread-local value). The symbol is looked up at run time with dlsym
+// because libgomp is loaded by libdnnl, not linked by us. Verified: with threads 2 the process
+// gains one OpenMP worker thread, with 1 none, and omp_get_max_threads reports the setting.
+//
+// Sharing the cores with decoding (2 cores, measured on this machine, MobileNetV2 batch 16):
+// OpenMP's default "active" waiting makes a worker spin at every barrier; when a decoder thread
+// (or any other process) takes one of the two cores, a 2-thread oneDNN run stalls at each of its
+// ~55 layer barriers and drops from ~280 to 20-50 images/s. With OMP_WAIT_POLICY=passive in the
+// environment, 2 threads stay the better choice next to one decoder thread. Recommendation:
+// start framepipe with OMP_WAIT_POLICY=passive and give inference all cores (the default); use
+// threads = cores - 1 when decoding is heavy (HD video, several streams). OMP_WAIT_POLICY cannot be
+// changed from inside the process (libgomp reads it at load), so it belongs in the environment
+// (systemd unit, scripts).
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -4,10 +4,23 @@
 // products with weights normalised to [out, in].
 import CDNNL
 
+/// A 3x3 depthwise convolution that may run fused into the 1x1 convolution before it
+/// (`dnnl_post_ops_append_dw`); `intermediate` is the 1x1 result's value name, used when the
+/// runtime keeps the two apart.
+struct DepthwiseFusion {
+    var name: String
+    var attrs: ConvAttributes
+    var weight: Tensor
+    var bias: Tensor?
+    var intermediate: String
+    /// Activations after the depthwise convolution.
+    var postOps: [PostOp]
+}
+
 /// One runtime operation over physical values.
 enum Layer {
     case conv(name: String, attrs: ConvAttributes, weight: Tensor, bias: Tensor?, input: String, output: String,
-              postOps: [PostOp], residual: String?)
+              postOps: [PostOp], residual: String?, depthwise: DepthwiseFusion? = nil)
     case eltwise(name: String, alg: dnnl_alg_kind_t, alpha: Float, beta: Float, input: String, output: String)
     case add(name: String, a: String, b: String, output: String)
     case pool(name: String, attrs: PoolAttributes?, input: String, output: String)   // nil attrs: global
@@ -15,19 +28,19 @@ enum Layer {
 
     var name: String {
         switch self {
-        case let .conv(name, _, _, _, _, _, _, _), let .eltwise(name, _, _, _, _, _), let .add(name, _, _, _),
+        case let .conv(name, _, _, _, _, _, _, _, _), let .eltwise(name, _, _, _, _, _), let .add(name, _, _, _),
              let .pool(name, _, _, _), let .innerProduct(name, _, _, _, _): return name
         }
     }
     var output: String {
         switch self {
-        case let .conv(_, _, _, _, _, output, _, _), let .eltwise(_, _, _, _, _, output), let .add(_, _, _, output),
+        case let .conv(_, _, _, _, _, output, _, _, _), let .eltwise(_, _, _, _, _, output), let .add(_, _, _, output),
              let .pool(_, _, _, output), let .innerProduct(_, _, _, _, output): return output
         }
     }
     var inputs: [String] {
         switch self {
-        case let .conv(_, _, _, _, input, _, _, residual): return [input] + (residual.map { [$0] } ?? [])
+        case let .conv(_, _, _, _, input, _, _, residual, _): return [input] + (residual.map { [$0] } ?? [])
         case let .eltwise(_, _, _, _, input, _), let .pool(_, _, input, _), let .innerProduct(_, _, _, input, _): return [input]
         case let .add(_, a, b, _): return [a, b]
         }
@@ -80,9 +93,36 @@ struct LoweredGraph {
                     consumed.insert(next[0])
                     output = n.outputs[0]
                 }
+                // A pointwise convolution feeding only a 3x3 depthwise one: candidates for dw fusion.
+                var depthwise: DepthwiseFusion?
+                let pointwise = attrs.kernel == [1, 1] && attrs.strides == [1, 1] && attrs.groups == 1
+                    && attrs.padsBegin == [0, 0] && attrs.padsEnd == [0, 0] && residual == nil
+                if pointwise, !graphOutputs.contains(output), case let next = consumers(output), next.count == 1,
+                   g.useCount(output) == 1, case .conv(let dw) = g.nodes[next[0]].op, g.nodes[next[0]].inputs[0] == output,
+                   dw.kernel == [3, 3], dw.dilations == [1, 1], dw.groups == g.initializers[node.inputs[1]]!.shape[0],
+                   dw.strides[0] == dw.strides[1], [1, 2].contains(dw.strides[0]),
+                   dw.padsBegin[0] == dw.padsBegin[1], dw.padsEnd[0] == dw.padsEnd[1],
+                   let inShape = model.shapes[output], let outShape = model.shapes[g.nodes[next[0]].outputs[0]],
+                   outShape[1] == (inShape[1] + dw.strides[0] - 1) / dw.strides[0] {
+                    let dwNode = g.nodes[next[0]]
+                    consumed.insert(next[0])
+                    var dwOutput = dwNode.outputs[0]
+                    var dwPost: [PostOp] = []
+                    while !graphOutputs.contains(dwOutput), case let after = consumers(dwOutput), after.count == 1,
+                          g.useCount(dwOutput) == 1, let post = activation(g.nodes[after[0]].op) {
+                        dwPost.append(post)
+                        consumed.insert(after[0])
+                        dwOutput = g.nodes[after[0]].outputs[0]
+                    }
+                    depthwise = DepthwiseFusion(name: dwNode.name, attrs: dw, weight: g.initializers[dwNode.inputs[1]]!,
+                                                bias: dwNode.inputs.count > 2 ? g.initializers[dwNode.inputs[2]] : nil,
+                                                intermediate: output, postOps: dwPost)
+                    output = dwOutput
+                }
                 layers.append(.conv(name: node.name, attrs: attrs, weight: g.initializers[node.inputs[1]]!,
                                     bias: node.inputs.count > 2 ? g.initializers[node.inputs[2]] : nil,
-                                    input: input, output: output, postOps: postOps, residual: residual))
+                                    input: input, output: output, postOps: postOps, residual: residual,
+                                    depthwise: depthwise))
             case .relu, .clip:
                 guard case let .eltwise(alg, alpha, beta)? = activation(node.op) else { continue }
                 layers.append(.eltwise(name: node.name, alg: alg, alpha: alpha, beta: beta, input: input, output: node.outputs[0]))

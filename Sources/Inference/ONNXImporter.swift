@@ -19,6 +19,7 @@ public struct ONNXImporter {
     private var ints: [String: [Int]] = [:]          // int64 constants (Reshape targets, shape arithmetic)
     private var shapes: [String: [Int]] = [:]        // per-sample activation shapes, as nodes are added
     private var opset = 13
+    private var uses: [String: Int] = [:]            // readers of each value in the ONNX graph (outputs count)
 
     /// Creates an importer for errors that name `source`.
     public init(source: String) { self.source = source }
@@ -63,6 +64,8 @@ public struct ONNXImporter {
                                  reason: "input must have rank 4 [N, C, H, W], got shape \(graph.inputs[0].shape)")
         }
         shapes = try graph.inferShapes(source: source)
+        for node in g.node { for input in node.input { uses[input, default: 0] += 1 } }
+        for output in g.output { uses[output.name, default: 0] += 1 }
         for node in g.node {
             do { try convert(node) } catch let error as NodeError {
                 throw InferenceError(source: source, node: node.name.isEmpty ? node.output.first ?? "" : node.name,
@@ -259,15 +262,30 @@ public struct ONNXImporter {
         try add(node, .clip(min: low, max: high), inputs: [node.input[0]])
     }
 
-    /// Add of two activations (residual), or of a MatMul result and a constant bias (→ Gemm).
+    /// Add of two activations (residual), of a Conv result and a per-channel constant (→ conv
+    /// bias), or of a MatMul result and a constant bias (→ Gemm).
     private mutating func add(_ node: Onnx_NodeProto) throws {
         guard node.input.count == 2 else { throw NodeError("expects two inputs") }
         let constantIndex = node.input.firstIndex { graph.initializers[$0] != nil }
         guard let ci = constantIndex else { return try add(node, .add) }
         let x = node.input[1 - ci]
-        guard let last = graph.nodes.last, last.outputs == [x], last.op == .matMul,
-              !graph.nodes.contains(where: { $0.inputs.contains(x) }) else {
-            throw NodeError("adding a constant is supported only as the bias of a preceding MatMul")
+        // A per-channel constant added to a convolution's output (tf2onnx writes the bias this way).
+        if let last = graph.nodes.last, last.outputs == [x], case .conv = last.op,
+           let c = graph.initializers[node.input[ci]], let channels = shapes[x]?.first, c.count == channels,
+           c.shape.filter({ $0 != 1 }).count <= 1, uses[x] == 1 {
+            var conv = graph.nodes.removeLast()
+            var bias = conv.inputs.count > 2 ? graph.initializers[conv.inputs[2]]!.data : [Float](repeating: 0, count: channels)
+            for i in bias.indices { bias[i] += c.data[i] }
+            let name = (conv.name.isEmpty ? x : conv.name) + "/bias+" + node.input[ci]
+            graph.initializers[name] = Tensor(shape: [channels], data: bias)
+            conv.inputs = [conv.inputs[0], conv.inputs[1], name]
+            conv.outputs = [node.output[0]]
+            graph.nodes.append(conv)
+            shapes[node.output[0]] = shapes[x]
+            return
+        }
+        guard let last = graph.nodes.last, last.outputs == [x], last.op == .matMul, uses[x] == 1 else {
+            throw NodeError("adding a constant is supported only as the bias of the Conv or MatMul right before it")
         }
         graph.nodes.removeLast()
         try add(node, .gemm(GemmAttributes()), inputs: [last.inputs[0], last.inputs[1], node.input[ci]])

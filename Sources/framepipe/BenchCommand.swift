@@ -55,7 +55,7 @@ struct BenchCommand: AsyncParsableCommand {
             print(#"{"model":"\#(self.model)","precision":"\#(precision.rawValue)","batch":\#(batch),"threads":\#(threadCount),"iterations":\#(iterations),"#
                 + #""median_ms":\#(fmt(median)),"min_ms":\#(fmt(times.first!)),"max_ms":\#(fmt(times.last!)),"images_per_s":\#(fmt(rate)),"load_ms":\#(fmt(loadMs)),"isa":"\#(Engine.cpuISA)"}"#)
         } else {
-            print("model \(self.model), \(precision.rawValue), batch \(batch), \(threadCount) threads, \(Engine.cpuISA)")
+            print("model \(self.model), \(precision.rawValue), batch \(batch), \(threadCount) threads, oneDNN \(Engine.oneDNNVersion) \(Engine.cpuISA)")
             print("load+compile \(fmt(loadMs)) ms; \(iterations) runs after \(warmup) warm-up")
             print("median \(fmt(median)) ms/batch (min \(fmt(times.first!)), max \(fmt(times.last!))): \(fmt(rate)) images/s")
         }

@@ -1,7 +1,50 @@
 import ArgumentParser
+import Foundation
+import Inference
 
-/// `framepipe inspect` (being built).
+/// `framepipe inspect MODEL`: inputs, outputs, operators, parameters, MACs, preprocessing.
 struct InspectCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "(not built yet)")
-    func run() async throws { throw ValidationError("`framepipe inspect` is not built yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Describe a model: inputs, outputs, op counts, parameters, MACs and expected preprocessing.")
+
+    @Argument(help: "ONNX model file.") var model: String
+    @Flag(help: "Print one JSON object instead of text.") var json = false
+
+    func run() async throws {
+        let imported = try ONNXImporter.load(path: model)
+        let m = try Model(graph: imported, source: model)
+        let counts = imported.opCounts.sorted { $0.key < $1.key }
+        let fused = m.graph.opCounts.sorted { $0.key < $1.key }
+        if json {
+            func obj(_ d: [(key: String, value: Int)]) -> String {
+                "{" + d.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
+            }
+            let outputs = m.graph.outputs.map { "{\"name\":\"\($0.name)\",\"shape\":\(m.shapes[$0.name]!.count == 1 ? "[-1,\(m.shapes[$0.name]![0])]" : "\([-1] + m.shapes[$0.name]!)")}" }
+            print("{\"model\":\"\(model)\",\"input\":{\"name\":\"\(m.inputName)\",\"shape\":\([-1] + m.inputShape)},"
+                  + "\"outputs\":[\(outputs.joined(separator: ","))],\"embedding\":\"\(m.embeddingOutput)\",\"embedding_dim\":\(m.embeddingDim),"
+                  + "\"logits\":\(m.logitsOutput.map { "\"\($0)\"" } ?? "null"),\"classes\":\(m.classCount),"
+                  + "\"ops\":\(obj(counts)),\"ops_after_passes\":\(obj(fused)),\"parameters\":\(m.graph.parameterCount),"
+                  + "\"macs\":\(m.macsPerImage),\"preprocessing\":\"\(m.expectedPreprocessing)\"}")
+            return
+        }
+        print("model: \(model)")
+        print("input: \(m.inputName) [N, \(m.inputShape.map(String.init).joined(separator: ", "))] float32 NCHW")
+        for out in m.graph.outputs {
+            var role = ""
+            if out.name == m.embeddingOutput { role = " (embedding)" }
+            if out.name == m.logitsOutput { role = " (logits)" }
+            print("output: \(out.name) [N, \(m.shapes[out.name]!.map(String.init).joined(separator: ", "))]\(role)")
+        }
+        if !m.graph.outputs.contains(where: { $0.name == m.embeddingOutput }) {
+            print("embedding: \(m.embeddingOutput) (\(m.embeddingDim) values, the classifier's input)")
+        }
+        print("ops: " + counts.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        print("ops after passes: " + fused.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        print("parameters (batch norms folded): \(m.graph.parameterCount) (\(String(format: "%.2f", Double(m.graph.parameterCount) / 1e6)) M)")
+        print("MACs per image: \(m.macsPerImage) (\(String(format: "%.1f", Double(m.macsPerImage) / 1e6)) M)")
+        print("runtime: \(m.runtimeSummary)")
+        print("classes: \(m.classCount)")
+        print("preprocessing (by layout): \(m.expectedPreprocessing)")
+    }
 }

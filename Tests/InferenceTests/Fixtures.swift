@@ -7,6 +7,7 @@ enum Fixtures {
     struct Entry: Decodable {
         let size: Int
         let classes: Int
+        let features: Int
         let batches: [Int]
     }
 

@@ -43,6 +43,20 @@ struct RealModelTests {
         return (model, logits, features)
     }
 
+    @Test(arguments: Precision.allCases) func noReordersBetweenLayers(_ precision: Precision) throws {
+        if precision == .bf16 { try #require(Engine.supportsBF16, "this CPU has no bf16 support") }
+        let model = try Model.load(path: TestEnv.asset("models/mobilenet_v2_1.0_224_imagenet.onnx"))
+        let engine = try Engine(model: model, precision: precision, maxBatch: 16)
+        for batch in [1, 16] {
+            #expect(try engine.interLayerReorders(batch: batch) == 0)
+            // 52 convolutions (Clip and Add fused into them; "a + b" is a 1x1 conv with its
+            // depthwise conv fused), the pooling and the classifier.
+            let layers = try engine.describe(batch: batch).filter { !$0.contains("(reorder)") }
+            #expect(layers.reduce(0) { $0 + ($1.contains(" + ") ? 2 : 1) } == 54, "\(layers)")
+            #expect(!layers.contains { $0.contains("ref") }, "a reference (slow) implementation was picked: \(layers)")
+        }
+    }
+
     func expected() throws -> [String: Expected] {
         let data = try Data(contentsOf: URL(fileURLWithPath: TestEnv.asset("images/expected_top5.json")))
         return try JSONDecoder().decode([String: Expected].self, from: data)

@@ -10,11 +10,14 @@ Writes, per model NAME:
   NAME.features_bB.f32        onnxruntime pooled features (B x 1280)
 and manifest.json describing shapes. Models:
   tv_opset10   torchvision layout: Conv (no bias) + BatchNormalization + Clip(min/max attributes),
-               symmetric pads, Add, GlobalAveragePool, Flatten, Dropout, Gemm(transB), 1000 classes, 224x224
+               symmetric pads, Add, GlobalAveragePool, Flatten, Dropout, Gemm(transB), 1000 classes, 224x224,
+               weights in typed float_data fields
   tv_opset13   the same layout at opset 13: Clip bounds as inputs, the model zoo's
                Shape/Gather/Unsqueeze/Concat/Reshape head, 160x160 input
+  tf2onnx_small  a small tf2onnx-style graph (Conv + Add bias, Relu, padded AveragePool, Reshape,
+               MatMul + Add) with 10 classes, 33x33 input (odd sizes, SAME_UPPER auto_pad)
   tf_shared    the shared ImageNet model's layout: Conv with bias and TF-"SAME" asymmetric pads,
-               Clip(0, 6), Add, GlobalAveragePool, Flatten, Gemm, outputs `logits` (1001) and `features`
+               Clip(0, 6) with bounds from Constant nodes, Add, GlobalAveragePool, Flatten, Gemm, outputs `logits` (1001) and `features`
 Weights use He initialisation and realistic batch-norm statistics so activations neither vanish
 nor explode; the classifier is scaled so logits spread over several units and top-1 is meaningful.
 """
@@ -42,7 +45,19 @@ class Builder:
 
     def init(self, prefix, array):
         name = self.name(prefix)
-        self.inits.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
+        array = np.asarray(array, dtype=np.float32)
+        if self.opset < 11:
+            # Typed float_data fields instead of raw_data, as older exporters wrote them.
+            self.inits.append(helper.make_tensor(name, TensorProto.FLOAT, array.shape, array.flatten().tolist()))
+        else:
+            self.inits.append(numpy_helper.from_array(array, name))
+        return name
+
+    def constant(self, prefix, value):
+        """A Constant node (instead of an initializer), as the TF converters emit for Clip bounds."""
+        name = self.name(prefix)
+        self.nodes.append(helper.make_node("Constant", [], [name], name=name,
+                                           value=numpy_helper.from_array(np.array(value, dtype=np.float32))))
         return name
 
     def conv(self, x, cin, cout, k, stride, groups, size, relu6=True):
@@ -77,8 +92,8 @@ class Builder:
             if self.opset < 11:
                 self.nodes.append(helper.make_node("Clip", [y], [c], name=c, min=0.0, max=6.0))
             else:
-                self.nodes.append(helper.make_node("Clip", [y, self.init("min", np.array(0.0)), self.init("max", np.array(6.0))],
-                                                   [c], name=c))
+                bound = self.constant if self.layout == "tf" else self.init
+                self.nodes.append(helper.make_node("Clip", [y, bound("min", 0.0), bound("max", 6.0)], [c], name=c))
             y = c
         return y, out_size
 
@@ -203,6 +218,32 @@ def bad_models(out):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), f"{out}/bad_input_rank.onnx")
 
 
+def small_tf2onnx(seed):
+    """A small tf2onnx-style graph: Conv without bias + Add(per-channel constant), Relu,
+    AveragePool (padded, count_include_pad=0), GlobalAveragePool, Reshape, MatMul + Add."""
+    rng = np.random.default_rng(seed)
+    c = 24
+    inits = [numpy_helper.from_array(rng.normal(0, np.sqrt(2 / 27), (c, 3, 3, 3)).astype(np.float32), "k"),
+             numpy_helper.from_array(rng.normal(0, 0.1, (1, c, 1, 1)).astype(np.float32), "kb"),
+             numpy_helper.from_array(rng.normal(0, 1 / np.sqrt(c), (c, 10)).astype(np.float32), "dense"),
+             numpy_helper.from_array(rng.normal(0, 0.1, (10,)).astype(np.float32), "dense_b"),
+             numpy_helper.from_array(np.array([-1, c], dtype=np.int64), "flat_shape")]
+    nodes = [helper.make_node("Conv", ["input", "k"], ["conv"], name="conv", kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
+             helper.make_node("Add", ["conv", "kb"], ["biased"], name="bias_add"),
+             helper.make_node("Relu", ["biased"], ["relu"], name="relu"),
+             helper.make_node("AveragePool", ["relu"], ["avg"], name="avg", kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["avg"], ["pooled"], name="gap"),
+             helper.make_node("Reshape", ["pooled", "flat_shape"], ["flat"], name="flatten"),
+             helper.make_node("MatMul", ["flat", "dense"], ["mm"], name="dense"),
+             helper.make_node("Add", ["mm", "dense_b"], ["logits"], name="dense_bias")]
+    graph = helper.make_graph(nodes, "tf2onnx_small", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 33, 33])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model
+
+
 def main():
     out = sys.argv[1]
     bad_models(out)
@@ -210,11 +251,14 @@ def main():
     if "--batches" in sys.argv:
         batches = [int(v) for v in sys.argv[sys.argv.index("--batches") + 1].split(",")]
     specs = [("tv_opset10", "torchvision", 10, 224, 1000, 101), ("tv_opset13", "torchvision", 13, 160, 1000, 102),
-             ("tf_shared", "tf", 13, 224, 1001, 103)]
+             ("tf_shared", "tf", 13, 224, 1001, 103), ("tf2onnx_small", "small", 13, 33, 10, 104)]
     manifest = {}
     for name, layout, opset, size, classes, seed in specs:
-        model = mobilenet_v2(seed, layout, opset, size, classes)
-        calibrate_classifier(model, layout, size, np.random.default_rng(seed + 500))
+        if layout == "small":
+            model = small_tf2onnx(seed)
+        else:
+            model = mobilenet_v2(seed, layout, opset, size, classes)
+            calibrate_classifier(model, layout, size, np.random.default_rng(seed + 500))
         onnx.save(model, f"{out}/{name}.onnx")
         # Golden run with the pooled features exposed as an extra output.
         golden = onnx.ModelProto()
@@ -223,7 +267,7 @@ def main():
             golden.graph.output.append(helper.make_tensor_value_info("pooled", TensorProto.FLOAT, None))
         sess = ort.InferenceSession(golden.SerializeToString(), providers=["CPUExecutionProvider"])
         rng = np.random.default_rng(seed + 1000)
-        entry = {"size": size, "classes": classes, "batches": batches, "stats": {}}
+        entry = {"size": size, "classes": classes, "features": 24 if layout == "small" else 1280, "batches": batches, "stats": {}}
         for bsz in batches:
             x = images(rng, bsz, size)
             logits, feats = sess.run(["logits", "features" if layout == "tf" else "pooled"], {"input": x})
