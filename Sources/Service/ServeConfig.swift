@@ -48,8 +48,8 @@ public struct ModelConfig: Sendable, Equatable, Decodable {
         batch = try c.decodeIfPresent(Int.self, forKey: .batch) ?? 16
         width = try c.decodeIfPresent(Int.self, forKey: .width)
         height = try c.decodeIfPresent(Int.self, forKey: .height)
-        mean = try c.decodeIfPresent([Double].self, forKey: .mean)?.map(Float.init)
-        std = try c.decodeIfPresent([Double].self, forKey: .std)?.map(Float.init)
+        mean = try c.decodeNumbers(forKey: .mean)
+        std = try c.decodeNumbers(forKey: .std)
         resize = try c.decodeIfPresent(String.self, forKey: .resize)
     }
 }
@@ -74,7 +74,7 @@ public struct OutputConfig: Sendable, Equatable, Decodable {
         emit = try c.decodeIfPresent([String].self, forKey: .emit) ?? ["labels"]
         embeddingEncoding = try c.decodeIfPresent(String.self, forKey: .embeddingEncoding) ?? "base64"
         topK = try c.decodeIfPresent(Int.self, forKey: .topK) ?? 5
-        minScore = Float(try c.decodeIfPresent(Double.self, forKey: .minScore) ?? 0)
+        minScore = Float(try c.decodeNumber(forKey: .minScore) ?? 0)
     }
 
     /// The record contents as the Output target understands them.
@@ -113,9 +113,9 @@ public struct StreamConfig: Sendable, Equatable, Decodable {
         url = try c.decode(String.self, forKey: .url)
         rotateBytes = try c.decodeIfPresent(Int.self, forKey: .rotateBytes) ?? 64 << 20
         keepFiles = try c.decodeIfPresent(Int.self, forKey: .keepFiles) ?? 5
-        reconnectInitial = try c.decodeIfPresent(Double.self, forKey: .reconnectInitial) ?? 0.5
-        reconnectMax = try c.decodeIfPresent(Double.self, forKey: .reconnectMax) ?? 30
-        stallTimeout = try c.decodeIfPresent(Double.self, forKey: .stallTimeout) ?? 10
+        reconnectInitial = try c.decodeNumber(forKey: .reconnectInitial) ?? 0.5
+        reconnectMax = try c.decodeNumber(forKey: .reconnectMax) ?? 30
+        stallTimeout = try c.decodeNumber(forKey: .stallTimeout) ?? 10
     }
 }
 
@@ -264,6 +264,10 @@ public struct ServeConfig: Sendable, Equatable {
         case .typeMismatch(let t, let ctx): return "`\(keyPath(ctx))` has the wrong type (expected \(t))"
         case .valueNotFound(_, let ctx): return "`\(keyPath(ctx))` is missing a value"
         case .keyNotFound(let k, let ctx):
+            // TOMLKit reports a value of the wrong type as a missing key (the path then ends in it).
+            if ctx.codingPath.last?.stringValue == k.stringValue {
+                return "`\(keyPath(ctx))` is missing or has the wrong type"
+            }
             let p = keyPath(ctx)
             return "missing key `\(p.isEmpty ? "" : p + ".")\(k.stringValue)`"
         case .dataCorrupted(let ctx): return "`\(keyPath(ctx))`: \(ctx.debugDescription)"
@@ -292,5 +296,44 @@ private struct RawConfig: Decodable {
         case stateDir = "state_dir", inbox, outbox, doneDir = "done_dir", failedDir = "failed_dir",
              streamDir = "stream_dir", maxAttempts = "max_attempts", drainTimeout = "drain_timeout",
              metricsListen = "metrics_listen", logLevel = "log_level", model, output, streams
+    }
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        stateDir = try c.decodeIfPresent(String.self, forKey: .stateDir)
+        inbox = try c.decodeIfPresent(String.self, forKey: .inbox)
+        outbox = try c.decodeIfPresent(String.self, forKey: .outbox)
+        doneDir = try c.decodeIfPresent(String.self, forKey: .doneDir)
+        failedDir = try c.decodeIfPresent(String.self, forKey: .failedDir)
+        streamDir = try c.decodeIfPresent(String.self, forKey: .streamDir)
+        maxAttempts = try c.decodeIfPresent(Int.self, forKey: .maxAttempts)
+        drainTimeout = try c.decodeNumber(forKey: .drainTimeout)
+        metricsListen = try c.decodeIfPresent(String.self, forKey: .metricsListen)
+        logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
+        model = try c.decodeIfPresent(ModelConfig.self, forKey: .model)
+        output = try c.decodeIfPresent(OutputConfig.self, forKey: .output)
+        streams = try c.decodeIfPresent([StreamConfig].self, forKey: .streams)
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// A TOML float or integer (`drain_timeout = 20` means 20.0).
+    func decodeNumber(forKey key: Key) throws -> Double? {
+        guard contains(key) else { return nil }
+        if let d = try? decode(Double.self, forKey: key) { return d }
+        return Double(try decode(Int.self, forKey: key))
+    }
+
+    /// An array of TOML floats or integers.
+    func decodeNumbers(forKey key: Key) throws -> [Float]? {
+        guard contains(key) else { return nil }
+        if let d = try? decode([Double].self, forKey: key) { return d.map(Float.init) }
+        if let i = try? decode([Int].self, forKey: key) { return i.map(Float.init) }
+        var nested = try nestedUnkeyedContainer(forKey: key)
+        var out: [Float] = []
+        while !nested.isAtEnd {
+            if let d = try? nested.decode(Double.self) { out.append(Float(d)) } else { out.append(Float(try nested.decode(Int.self))) }
+        }
+        return out
     }
 }
