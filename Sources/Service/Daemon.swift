@@ -72,7 +72,7 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
             self.shutdownRequested()
         }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async { self.stopAll(); c.resume() }
+            DispatchQueue.global().async { self.stop(); c.resume() }
         }
     }
 
@@ -258,7 +258,9 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
 
     // MARK: shutdown
 
-    private func stopAll() {
+    /// Graceful stop (synchronous): STOPPING=1, no new work, in-flight frames drained to the
+    /// outputs (the file in progress completes, or after `drain_timeout` stays in the inbox).
+    public func stop() {
         notifier.stopping()
         log.info("stopping: draining in-flight work")
         hupSource?.cancel()
