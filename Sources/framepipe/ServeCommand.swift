@@ -11,11 +11,11 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run as a service: watch an inbox folder and live streams (see docs/serve.md).",
         discussion: """
-        Reads a TOML config (model, output, inbox/outbox folders, [[streams]], metrics_listen).
-        Speaks systemd's notify protocol when NOTIFY_SOCKET is set (READY=1 once the model is warm
-        and the inbox is watched; WATCHDOG=1 while work progresses). SIGTERM drains and exits 0;
-        SIGHUP reloads the config (and the model if it changed). Logs go to stderr with <N>
-        priority prefixes for journald.
+        Reads a TOML config (model, output, inbox/outbox folders, [[streams]], metrics_listen). \
+        Speaks systemd's notify protocol when NOTIFY_SOCKET is set: READY=1 once the model is warm and \
+        the inbox is watched, WATCHDOG=1 while work progresses. SIGTERM drains and exits 0; SIGHUP \
+        reloads the config (and the model if it changed). Logs go to stderr with <N> priority \
+        prefixes for journald.
         """
     )
 
