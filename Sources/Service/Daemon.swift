@@ -41,6 +41,8 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
     private var lastEmitted = 0.0
     private var lastTick = DispatchTime.now().uptimeNanoseconds
     private var rate = 0.0
+    private var _stopping = false
+    private var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return _stopping }
 
     /// - Parameters:
     ///   - config: the checked configuration.
@@ -65,7 +67,12 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
 
     /// Runs until graceful shutdown; throws (exit non-zero) only when startup fails.
     public func run() async throws {
-        try start()
+        // Model compilation blocks: keep it off Swift's cooperative pool.
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+            DispatchQueue.global().async {
+                do { try self.start(); c.resume() } catch { c.resume(throwing: error) }
+            }
+        }
         await withGracefulShutdownHandler {
             await waitForShutdownSignal()
         } onGracefulShutdown: { [self] in
@@ -86,6 +93,7 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
 
     /// Everything up to READY=1 (synchronous; throws a message naming what failed).
     public func start() throws {
+        signal(SIGHUP, SIG_IGN)  // a reload request during startup must not kill us; handled once ready
         let config = initialConfig
         for d in [config.stateDir, config.outbox, config.resolvedStreamDir].compactMap({ $0 }) {
             do { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) } catch {
@@ -215,6 +223,7 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
     /// worker uses the new settings from its next file, streams reconnect with them. A bad config
     /// or model is logged and the old one kept. Folder changes need a restart.
     public func reload() {
+        if isStopping { return }
         guard let path = configPath else { log.notice("SIGHUP: no config file to reread"); return }
         notifier.reloading()
         defer { notifier.reloaded(status: statusLine()) }
@@ -261,9 +270,12 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
     /// Graceful stop (synchronous): STOPPING=1, no new work, in-flight frames drained to the
     /// outputs (the file in progress completes, or after `drain_timeout` stays in the inbox).
     public func stop() {
+        lock.lock(); let already = _stopping; _stopping = true; lock.unlock()
+        if already { return }
         notifier.stopping()
         log.info("stopping: draining in-flight work")
         hupSource?.cancel()
+        reloadQueue.sync {}  // a reload in progress finishes before the workers are stopped
         lock.lock(); let inbox = inboxWorker; let streams = self.streams; let w = watcher; lock.unlock()
         let drain = current().config.drainTimeout
         w?.stop()

@@ -40,11 +40,30 @@ import TestSupport
         var count: Int { lock.lock(); defer { lock.unlock() }; return n }
     }
 
-    func makeDaemon(_ env: Env, notify: String? = nil, loads: Loads = Loads()) throws -> Daemon {
+    func makeDaemon(_ env: Env, notify: String? = nil, loads: Loads = Loads(), watchdog: Double = 2) throws -> Daemon {
         let config = try ServeConfig.load(path: env.configPath)
         return Daemon(config: config, configPath: env.configPath,
                       loader: { loads.inc(); return FakeEngine(model: $0) },
-                      notifier: SDNotifier(socketPath: notify), log: Logger(label: "test"), watchdogInterval: 2)
+                      notifier: SDNotifier(socketPath: notify), log: Logger(label: "test"), watchdogInterval: watchdog)
+    }
+
+    @Test func watchdogPingsStopWhenThePipelineWedges() throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        env.write(env.config().replacingOccurrences(of: "drain_timeout = 5", with: "drain_timeout = 0.2"))
+        let listener = try NotifyListener(path: env.root.path + "/notify.sock")
+        let daemon = try makeDaemon(env, notify: listener.path, watchdog: 0.8)  // stall limit: 1 s
+        try daemon.start()
+        // Idle but alive: pings keep coming.
+        #expect(listener.collect(for: 1.5).filter { $0 == "WATCHDOG=1" }.count >= 3)
+        writeFile(env.inbox + "/hang.mp4", "HANG")
+        usleep(2_000_000)  // the reader blocks: no frames, no loop turns
+        _ = listener.collect(for: 0.1)
+        let later = listener.collect(for: 1.5)
+        #expect(!later.contains("WATCHDOG=1"), "\(later)")
+        #expect(later.contains { $0.hasPrefix("STATUS=") })  // status still reported
+        daemon.stop()
+        #expect(FileManager.default.fileExists(atPath: env.inbox + "/hang.mp4"))  // left to redo
     }
 
     @Test func goodFileCompletesCorruptFileFailsWithReason() throws {

@@ -29,6 +29,7 @@ final class FakeReader: FrameReader, @unchecked Sendable {
             throw FakeError(description: "cannot open \(input)")
         }
         let parts = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        if parts.first == "HANG" { count = -1; delay = 0; return }  // blocks until cancelled: a wedged input
         guard parts.count >= 2, parts[0] == "FAKE", let n = Int(parts[1]) else {
             throw FakeError(description: "invalid data found when processing input")
         }
@@ -39,6 +40,13 @@ final class FakeReader: FrameReader, @unchecked Sendable {
     func next() throws -> PipelineFrame? {
         lock.lock(); let c = cancelled; lock.unlock()
         if c { throw FakeError(description: "interrupted") }
+        if count < 0 {
+            while true {
+                usleep(10_000)
+                lock.lock(); let c2 = cancelled; lock.unlock()
+                if c2 { throw FakeError(description: "interrupted") }
+            }
+        }
         guard i < count else { return nil }
         if delay > 0 { usleep(delay) }
         defer { i += 1 }
@@ -106,6 +114,16 @@ final class NotifyListener {
         var buf = [UInt8](repeating: 0, count: 4096)
         let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : nil
+    }
+
+    /// Every message arriving within `seconds`.
+    func collect(for seconds: Double) -> [String] {
+        let end = Date(timeIntervalSinceNow: seconds)
+        var out: [String] = []
+        while Date() < end {
+            if let m = receive(timeout: max(0.01, end.timeIntervalSinceNow)) { out.append(m) }
+        }
+        return out
     }
 
     /// Waits (bounded) for a message containing `text`; returns every message seen.
