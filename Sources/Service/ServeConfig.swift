@@ -30,7 +30,7 @@ public struct ModelConfig: Sendable, Equatable, Decodable {
     /// Per-channel mean and std on 0..255 pixels.
     public var mean: [Float]?
     public var std: [Float]?
-    /// "stretch", "crop" or "pad" (nil: the model's default).
+    /// "stretch", "center-crop" or "letterbox" (nil: the model's default).
     public var resize: String?
 
     public init() {}
@@ -219,8 +219,8 @@ public struct ServeConfig: Sendable, Equatable {
             if let v, v.count != 1 && v.count != 3 { throw fail("`model.\(key)` must have 1 or 3 values") }
         }
         if let s = model.std, s.contains(where: { $0 <= 0 }) { throw fail("`model.std` values must be positive") }
-        if let r = model.resize, !["stretch", "crop", "pad"].contains(r) {
-            throw fail("`model.resize` must be \"stretch\", \"crop\" or \"pad\"")
+        if let r = model.resize, !["stretch", "center-crop", "letterbox"].contains(r) {
+            throw fail("`model.resize` must be \"stretch\", \"center-crop\" or \"letterbox\"")
         }
         for e in output.emit where !["labels", "embedding"].contains(e) {
             throw fail("`output.emit` entries must be \"labels\" or \"embedding\" (got \"\(e)\")")

@@ -17,7 +17,7 @@ final class StreamWorker: @unchecked Sendable {
     private let settings: () -> WorkSettings
     private let stopCondition = NSCondition()
     private var stopping = false
-    private var current: (pipeline: Pipeline, reader: WatchedReader?)?
+    private var current: (pipeline: Pipeline, reader: WatchedReader?, started: DispatchTime)?
     private let lock = NSLock()
     private let finished = DispatchSemaphore(value: 0)
     private var up = false
@@ -66,6 +66,12 @@ final class StreamWorker: @unchecked Sendable {
         liveness.observe(emitted: c.pipeline.progress.framesEmitted)
         if let r = c.reader, r.secondsSinceFrame > config.stallTimeout {
             r.interrupt("no frame for \(String(format: "%.1f", config.stallTimeout)) s")
+        } else if c.reader == nil,
+                  Double(DispatchTime.now().uptimeNanoseconds - c.started.uptimeNanoseconds) / 1e9 > 2 * config.stallTimeout {
+            // Still connecting after twice the stall time (an open that cannot be interrupted):
+            // give up on this connection; the reconnect loop tries again.
+            log.debug("stream \(config.name): connect timed out")
+            c.pipeline.cancel()
         }
     }
 
@@ -108,7 +114,7 @@ final class StreamWorker: @unchecked Sendable {
                 return r
             }
             let pipeline = Pipeline(runner: runner, options: options, stdout: nil, log: { _ in })
-            lock.lock(); current = (pipeline, nil); lock.unlock()
+            lock.lock(); current = (pipeline, nil, DispatchTime.now()); lock.unlock()
             if isStopping { lock.lock(); current = nil; lock.unlock(); break }
             let report = pipeline.run([plan])
             lock.lock(); current = nil; let wasUp = up; up = false; lock.unlock()
