@@ -109,7 +109,7 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
         if !cleaned.isEmpty { log.notice("removed \(cleaned.count) unfinished temporary file(s) of an earlier run") }
 
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let engine: Engine
+        let engine: ServeEngine
         do { engine = try loader(config.model) } catch { throw ServiceError("cannot load model: \(error)") }
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         log.info("model ready", metadata: ["model.path": "\(config.model.path ?? "(default)")",

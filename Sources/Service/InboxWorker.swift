@@ -8,9 +8,9 @@ import Glibc
 
 /// The model and settings a worker uses for its next input (swapped by SIGHUP).
 public struct WorkSettings {
-    public var engine: Engine
+    public var engine: ServeEngine
     public var config: ServeConfig
-    public init(engine: Engine, config: ServeConfig) { self.engine = engine; self.config = config }
+    public init(engine: ServeEngine, config: ServeConfig) { self.engine = engine; self.config = config }
 
     /// Pipeline options for one input under these settings.
     func pipelineOptions(live: Bool) -> PipelineOptions {

@@ -77,7 +77,7 @@ final class FakeRunner: BatchRunner, @unchecked Sendable {
     }
 }
 
-final class FakeEngine: Engine {
+final class FakeEngine: ServeEngine {
     let runner: BatchRunner = FakeRunner()
     let labels: [String]? = ["zero", "one", "two", "three", "four"]
     let outputsProbabilities = false

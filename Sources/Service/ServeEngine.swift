@@ -5,7 +5,7 @@ import Pipeline
 /// A loaded, warmed-up model and the recipe for turning an input into an `InputPlan` with it.
 /// One engine is shared by the inbox worker and every stream, each running its own `Pipeline`:
 /// `runner` must be safe to call from several pipelines' infer queues at once.
-public protocol Engine: AnyObject {
+public protocol ServeEngine: AnyObject {
     /// The shared model runner.
     var runner: BatchRunner { get }
     /// Class names in output order (nil: indices only).
@@ -17,7 +17,7 @@ public protocol Engine: AnyObject {
 }
 
 /// Builds an engine from the model part of the config (compiling and warming it up).
-public typealias EngineLoader = (ModelConfig) throws -> Engine
+public typealias EngineLoader = (ModelConfig) throws -> ServeEngine
 
 /// Times each model call into the metrics histogram; otherwise passes through.
 final class TimedRunner: BatchRunner {
