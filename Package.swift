@@ -26,7 +26,8 @@ let package = Package(
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
 
         // Generated swift-protobuf types for onnx.proto (see Sources/ONNXProto/README.md).
-        .target(name: "ONNXProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "ONNXProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["README.md"]),
 
         .target(name: "Media", dependencies: ["CFFmpeg"]),
         .target(name: "Inference", dependencies: ["CDNNL", "ONNXProto"]),
@@ -56,7 +57,7 @@ let package = Package(
         // Shared by the test targets: asset paths, the venv's python, running the built binary.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "MediaTests", dependencies: ["Media", "TestSupport"]),
-        .testTarget(name: "InferenceTests", dependencies: ["Inference", "TestSupport"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "KerasImportTests", dependencies: ["KerasImport", "Inference", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Output", "TestSupport"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "TestSupport"]),

@@ -7,33 +7,26 @@ struct Labeler {
     let names: [String]?
     let topK: Int
     let minScore: Float
-    /// True when the model's output is already a probability distribution (ends in Softmax).
-    let outputsProbabilities: Bool
     private var probs: [Float] = []
 
-    init(names: [String]?, topK: Int, minScore: Float, outputsProbabilities: Bool) {
+    init(names: [String]?, topK: Int, minScore: Float) {
         self.names = names; self.topK = topK; self.minScore = minScore
-        self.outputsProbabilities = outputsProbabilities
     }
 
-    /// Softmax (unless already probabilities), then the `topK` best with score >= `minScore`.
+    /// Softmax over the logits, then the `topK` best with score >= `minScore`.
     mutating func labels(_ row: UnsafeBufferPointer<Float>) -> [LabelScore] {
         guard topK > 0, row.count > 0 else { return [] }
         if probs.count != row.count { probs = Array(repeating: 0, count: row.count) }
-        if outputsProbabilities {
-            for i in 0..<row.count { probs[i] = row[i] }
-        } else {
-            var m = -Float.infinity
-            for v in row where v > m { m = v }
-            var sum: Float = 0
-            for i in 0..<row.count {
-                let e = expf(row[i] - m)
-                probs[i] = e
-                sum += e
-            }
-            let inv = 1 / sum
-            for i in 0..<row.count { probs[i] *= inv }
+        var m = -Float.infinity
+        for v in row where v > m { m = v }
+        var sum: Float = 0
+        for i in 0..<row.count {
+            let e = expf(row[i] - m)
+            probs[i] = e
+            sum += e
         }
+        let inv = 1 / sum
+        for i in 0..<row.count { probs[i] *= inv }
         // Partial selection: keep the best k in a small sorted array.
         var best: [(index: Int, score: Float)] = []
         best.reserveCapacity(topK + 1)
@@ -51,4 +44,10 @@ struct Labeler {
             return LabelScore(index: b.index, label: name, score: b.score)
         }
     }
+}
+
+/// The top `k` labels of one row of logits (softmax probabilities).
+public func topLabels(_ row: UnsafeBufferPointer<Float>, names: [String]?, k: Int, minScore: Float = 0) -> [LabelScore] {
+    var labeler = Labeler(names: names, topK: k, minScore: minScore)
+    return labeler.labels(row)
 }

@@ -19,8 +19,6 @@ public struct PipelineOptions {
     public var minScore: Float = 0
     /// Class names in output order (nil: indices only).
     public var labelNames: [String]?
-    /// The model's class output is already softmax-ed.
-    public var outputsProbabilities = false
 
     public init() {}
 }
@@ -221,7 +219,8 @@ public final class Pipeline: @unchecked Sendable {
         var endError: String?
         while !job.isCancelled {
             do {
-                guard let frame = try decodeStats.measure(items: 1, { try reader.next() }) else { break }
+                guard let frame = try decodeStats.measure(items: 0, { try reader.next() }) else { break }
+                decodeStats.count(1)
                 if !job.frameLink.push(.frame(frame)) { break }
             } catch {
                 endError = "\(error)"
@@ -311,7 +310,7 @@ public final class Pipeline: @unchecked Sendable {
 
     private func emitLoop(jobSlots: DispatchSemaphore) {
         var labeler = Labeler(names: options.labelNames, topK: options.emit.labels ? options.topK : 0,
-                              minScore: options.minScore, outputsProbabilities: options.outputsProbabilities)
+                              minScore: options.minScore)
         var line: [UInt8] = []
         var sinks: [Int: FrameSink] = [:]
         var finished = Set<Int>()

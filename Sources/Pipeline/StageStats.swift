@@ -21,6 +21,9 @@ public final class StageStats: @unchecked Sendable {
         return try body()
     }
 
+    /// Counts items handled outside `measure`.
+    public func count(_ n: Int) { lock.lock(); _items += n; lock.unlock() }
+
     public var items: Int { lock.lock(); defer { lock.unlock() }; return _items }
     public var busySeconds: Double { lock.lock(); defer { lock.unlock() }; return Double(_busy) / 1e9 }
 }

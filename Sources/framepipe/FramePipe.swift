@@ -18,6 +18,29 @@ struct FramePipe: AsyncParsableCommand {
             ServeCommand.self,
         ]
     )
+
+    /// Parses and runs the subcommand; every usage error (unknown flag, bad value, failed
+    /// validation) exits with status 2, like other Unix tools, instead of ArgumentParser's 64.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                let message = fullMessage(for: error)
+                if !message.isEmpty {
+                    FileHandle.standardError.write(Data((message + "\n").utf8))
+                }
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// The version printed by `framepipe --version`.

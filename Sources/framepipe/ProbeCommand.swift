@@ -1,7 +1,31 @@
 import ArgumentParser
+import Foundation
+import Media
 
-/// `framepipe probe` (being built).
+/// `framepipe probe INPUT`: the container and its streams as one JSON object.
 struct ProbeCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "probe", abstract: "(not built yet)")
-    func run() async throws { throw ValidationError("`framepipe probe` is not built yet") }
+    static let configuration = CommandConfiguration(
+        commandName: "probe",
+        abstract: "Print an input's container and streams as JSON (codec, size, fps, duration, frames, rotation...).")
+
+    @Argument(help: "Video or image file, '-' for stdin, or a URL.")
+    var input: String
+
+    @Flag(name: .long, help: "Print the JSON on one line.")
+    var compact = false
+
+    func run() async throws {
+        MediaCLI.quietFFmpeg()
+        let info: ProbeInfo
+        do {
+            info = try ProbeInfo.probe(input)
+        } catch {
+            throw MediaCLI.fail(error)
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = compact ? [.sortedKeys, .withoutEscapingSlashes]
+                                           : [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(info)
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    }
 }

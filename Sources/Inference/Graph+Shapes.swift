@@ -1,0 +1,143 @@
+// Shape inference for the graph IR. Shapes here are per sample: the batch dimension is left out,
+// so an activation is `[C, H, W]` (images) or `[K]` (vectors).
+
+extension Graph {
+    /// Infers the per-sample shape of every activation value (graph inputs and node outputs).
+    ///
+    /// - Parameter source: the model path used in errors.
+    /// - Throws: `InferenceError` naming the first node whose inputs are missing or inconsistent.
+    public func inferShapes(source: String) throws -> [String: [Int]] {
+        var shapes: [String: [Int]] = [:]
+        for input in inputs {
+            guard input.shape.count >= 2, input.shape.dropFirst().allSatisfy({ $0 > 0 }) else {
+                throw InferenceError(source: source, node: input.name, op: "input",
+                                     reason: "input shape \(input.shape) must be [N, C, H, W] with fixed C, H, W")
+            }
+            shapes[input.name] = Array(input.shape.dropFirst())
+        }
+        for node in nodes {
+            do {
+                let inputShapes: [[Int]?] = node.inputs.map { shapes[$0] }
+                let shape = try Graph.outputShape(of: node, inputShapes: inputShapes, initializers: initializers)
+                for output in node.outputs { shapes[output] = shape }
+            } catch let error as NodeError {
+                throw InferenceError(source: source, node: node.name, op: node.op.name, reason: error.reason)
+            }
+        }
+        return shapes
+    }
+
+    /// The per-sample output shape of `node`, given its inputs' shapes (`nil` for initializers).
+    static func outputShape(of node: Node, inputShapes: [[Int]?], initializers: [String: Tensor]) throws -> [Int] {
+        func activation(_ i: Int) throws -> [Int] {
+            guard i < node.inputs.count else { throw NodeError("missing input \(i)") }
+            guard let shape = inputShapes[i] else {
+                if initializers[node.inputs[i]] != nil {
+                    throw NodeError("input \(i) '\(node.inputs[i])' is a constant; an activation is expected")
+                }
+                throw NodeError("input '\(node.inputs[i])' is not produced by any earlier node")
+            }
+            return shape
+        }
+        func constant(_ i: Int) throws -> Tensor {
+            guard i < node.inputs.count, let t = initializers[node.inputs[i]] else {
+                throw NodeError("input \(i) must be a constant initializer")
+            }
+            return t
+        }
+        func image(_ shape: [Int]) throws -> (c: Int, h: Int, w: Int) {
+            guard shape.count == 3 else { throw NodeError("expects an NCHW input, got per-sample shape \(shape)") }
+            return (shape[0], shape[1], shape[2])
+        }
+        func window(_ size: Int, kernel: Int, stride: Int, dilation: Int, begin: Int, end: Int) throws -> Int {
+            guard kernel > 0, stride > 0, dilation > 0, begin >= 0, end >= 0 else {
+                throw NodeError("kernel, stride, dilation must be positive and pads non-negative")
+            }
+            let out = (size + begin + end - (dilation * (kernel - 1) + 1)) / stride + 1
+            guard out > 0 else { throw NodeError("window \(kernel) does not fit input size \(size)") }
+            return out
+        }
+
+        switch node.op {
+        case .conv(let a):
+            let (c, h, w) = try image(activation(0))
+            let weight = try constant(1)
+            guard weight.shape.count == 4 else { throw NodeError("only 2-D convolutions are supported (weight shape \(weight.shape))") }
+            guard a.groups > 0, weight.shape[0] % a.groups == 0, weight.shape[1] * a.groups == c else {
+                throw NodeError("weight \(weight.shape) with \(a.groups) groups does not match \(c) input channels")
+            }
+            guard a.kernel == Array(weight.shape[2...]) else {
+                throw NodeError("kernel \(a.kernel) does not match weight shape \(weight.shape)")
+            }
+            guard a.strides.count == 2, a.dilations.count == 2, a.padsBegin.count == 2, a.padsEnd.count == 2 else {
+                throw NodeError("strides, dilations and pads must have two entries")
+            }
+            if node.inputs.count > 2, !node.inputs[2].isEmpty {
+                let bias = try constant(2)
+                guard bias.count == weight.shape[0] else { throw NodeError("bias has \(bias.count) values for \(weight.shape[0]) channels") }
+            }
+            return [weight.shape[0],
+                    try window(h, kernel: a.kernel[0], stride: a.strides[0], dilation: a.dilations[0], begin: a.padsBegin[0], end: a.padsEnd[0]),
+                    try window(w, kernel: a.kernel[1], stride: a.strides[1], dilation: a.dilations[1], begin: a.padsBegin[1], end: a.padsEnd[1])]
+        case .batchNorm:
+            let shape = try activation(0)
+            guard node.inputs.count == 5 else { throw NodeError("expects 5 inputs (x, scale, bias, mean, var)") }
+            for i in 1..<5 {
+                guard try constant(i).count == shape[0] else { throw NodeError("parameter \(i) does not have \(shape[0]) values") }
+            }
+            return shape
+        case .relu, .clip, .identity:
+            return try activation(0)
+        case .softmax(let axis):
+            let shape = try activation(0)
+            guard axis == 1 || axis == -1, shape.count == 1 else {
+                throw NodeError("only softmax over the class axis of [N, K] is supported")
+            }
+            return shape
+        case .add:
+            let a = try activation(0), b = try activation(1)
+            guard a == b else { throw NodeError("operand shapes \(a) and \(b) differ (broadcasting is not supported)") }
+            return a
+        case .globalAvgPool:
+            let (c, _, _) = try image(activation(0))
+            return [c, 1, 1]
+        case .avgPool(let a):
+            let (c, h, w) = try image(activation(0))
+            guard a.kernel.count == 2, a.strides.count == 2, a.padsBegin.count == 2, a.padsEnd.count == 2 else {
+                throw NodeError("kernel, strides and pads must have two entries")
+            }
+            return [c, try window(h, kernel: a.kernel[0], stride: a.strides[0], dilation: 1, begin: a.padsBegin[0], end: a.padsEnd[0]),
+                    try window(w, kernel: a.kernel[1], stride: a.strides[1], dilation: 1, begin: a.padsBegin[1], end: a.padsEnd[1])]
+        case .flatten(let axis):
+            guard axis == 1 else { throw NodeError("only Flatten(axis: 1) is supported") }
+            return [try activation(0).reduce(1, *)]
+        case .reshape(let target):
+            let count = try activation(0).reduce(1, *)
+            // Only a flatten to [N, K] is supported: [0 | -1 | N, -1 | K].
+            guard target.count == 2, target[1] == -1 || target[1] == count,
+                  target[0] == 0 || target[0] == -1 && target[1] != -1 || target[0] > 0 else {
+                throw NodeError("only Reshape to [N, -1] is supported (target \(target), \(count) values per sample)")
+            }
+            return [count]
+        case .gemm(let a):
+            let x = try activation(0)
+            guard x.count == 1, !a.transA else { throw NodeError("Gemm expects [N, K] input without transA, got \(x)") }
+            let b = try constant(1)
+            guard b.shape.count == 2 else { throw NodeError("weight must be 2-D, got \(b.shape)") }
+            let (k, n) = a.transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
+            guard k == x[0] else { throw NodeError("weight \(b.shape) does not match \(x[0]) input features") }
+            if node.inputs.count > 2, !node.inputs[2].isEmpty {
+                let c = try constant(2)
+                guard c.count == n || c.count == 1 else { throw NodeError("bias has \(c.count) values for \(n) outputs") }
+            }
+            return [n]
+        case .matMul:
+            let x = try activation(0)
+            let b = try constant(1)
+            guard x.count == 1, b.shape.count == 2, b.shape[0] == x[0] else {
+                throw NodeError("MatMul of \(x) by constant \(b.shape) is not a supported [N, K] x [K, M] product")
+            }
+            return [b.shape[1]]
+        }
+    }
+}

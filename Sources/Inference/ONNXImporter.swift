@@ -1,0 +1,344 @@
+// ONNX → graph IR. Follows onnx/onnx.proto (ModelProto, GraphProto, NodeProto, TensorProto) and
+// onnx/docs/Operators.md for the attribute defaults of each operator (opset 6 to 21).
+import Foundation
+import ONNXProto
+import SwiftProtobuf
+
+/// Reads an ONNX model file into a `Graph`.
+///
+/// Supports the operators MobileNetV2 exports use (torchvision, the ONNX model zoo's
+/// mobilenetv2-7/-12, TF-converted models): Conv, BatchNormalization, Relu, Clip (attributes or
+/// inputs), Add, GlobalAveragePool, AveragePool, Flatten, Reshape to [N, -1], Gemm, MatMul(+Add),
+/// Dropout, Identity, Softmax and Constant, plus the Shape → Gather → Unsqueeze → Concat chains
+/// older exporters emit to compute a Reshape target. Anything else fails here, naming the node.
+public struct ONNXImporter {
+    /// The model path, used in every error.
+    public let source: String
+
+    private var graph = Graph(inputs: [], outputs: [], nodes: [], initializers: [:])
+    private var ints: [String: [Int]] = [:]          // int64 constants (Reshape targets, shape arithmetic)
+    private var shapes: [String: [Int]] = [:]        // per-sample activation shapes, as nodes are added
+    private var opset = 13
+
+    /// Creates an importer for errors that name `source`.
+    public init(source: String) { self.source = source }
+
+    /// Parses `path` and converts it.
+    public static func load(path: String) throws -> Graph {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw InferenceError(source: path, reason: "cannot read the model file (\(error.localizedDescription))")
+        }
+        return try ONNXImporter(source: path).convert(data)
+    }
+
+    /// Converts serialized ModelProto bytes.
+    public func convert(_ data: Data) throws -> Graph {
+        let model: Onnx_ModelProto
+        do { model = try Onnx_ModelProto(serializedBytes: data) } catch {
+            throw InferenceError(source: source, reason: "not an ONNX model (protobuf decoding failed: \(error))")
+        }
+        guard model.irVersion > 0, model.hasGraph, !model.graph.node.isEmpty else {
+            throw InferenceError(source: source, reason: "not an ONNX model (no ir_version or empty graph)")
+        }
+        var importer = self
+        importer.opset = Int(model.opsetImport.first { $0.domain.isEmpty || $0.domain == "ai.onnx" }?.version ?? 13)
+        try importer.read(model.graph)
+        return importer.graph
+    }
+
+    // MARK: - Graph
+
+    private mutating func read(_ g: Onnx_GraphProto) throws {
+        for tensor in g.initializer { try addConstant(tensor, name: tensor.name) }
+        for input in g.input where graph.initializers[input.name] == nil && ints[input.name] == nil {
+            let shape = try valueShape(input)
+            graph.inputs.append(ValueInfo(name: input.name, shape: shape))
+        }
+        guard graph.inputs.count == 1 else {
+            throw InferenceError(source: source, reason: "expected exactly one image input, found \(graph.inputs.map(\.name))")
+        }
+        guard graph.inputs[0].shape.count == 4 else {
+            throw InferenceError(source: source, node: graph.inputs[0].name, op: "input",
+                                 reason: "input must have rank 4 [N, C, H, W], got shape \(graph.inputs[0].shape)")
+        }
+        shapes = try graph.inferShapes(source: source)
+        for node in g.node {
+            do { try convert(node) } catch let error as NodeError {
+                throw InferenceError(source: source, node: node.name.isEmpty ? node.output.first ?? "" : node.name,
+                                     op: node.opType, reason: error.reason)
+            }
+        }
+        for output in g.output {
+            guard let shape = shapes[output.name] else {
+                throw InferenceError(source: source, node: output.name, op: "output", reason: "output is not computed by any node")
+            }
+            graph.outputs.append(ValueInfo(name: output.name, shape: [-1] + shape))
+        }
+        // ONNX allows unused initializers (e.g. Clip bounds consumed here); the IR verifier does not.
+        let used = Set(graph.nodes.flatMap(\.inputs))
+        graph.initializers = graph.initializers.filter { used.contains($0.key) }
+    }
+
+    private func valueShape(_ info: Onnx_ValueInfoProto) throws -> [Int] {
+        guard info.type.tensorType.elemType == 1 else {
+            throw InferenceError(source: source, node: info.name, op: "input",
+                                 reason: "input element type \(info.type.tensorType.elemType) is not float32")
+        }
+        var shape = info.type.tensorType.shape.dim.enumerated().map { i, d in
+            i == 0 ? -1 : (d.dimValue > 0 ? Int(d.dimValue) : -1)
+        }
+        // A symbolic height or width (fully convolutional exports) takes the other spatial size
+        // (square images), or 224 (the MobileNetV2 ImageNet size) when both are symbolic.
+        if shape.count == 4 {
+            switch (shape[2], shape[3]) {
+            case (-1, -1): (shape[2], shape[3]) = (224, 224)
+            case (-1, let w): shape[2] = w
+            case (let h, -1): shape[3] = h
+            default: break
+            }
+        }
+        return shape
+    }
+
+    // MARK: - Tensors
+
+    private mutating func addConstant(_ t: Onnx_TensorProto, name: String) throws {
+        let dims = t.dims.map { Int($0) }
+        let count = dims.reduce(1, *)
+        if t.dataLocation == .external {
+            throw InferenceError(source: source, node: name, op: "initializer", reason: "external tensor data is not supported")
+        }
+        func raw<T>(_ type: T.Type) -> [T]? {
+            guard t.rawData.count == count * MemoryLayout<T>.size else { return nil }
+            return t.rawData.withUnsafeBytes { bytes in (0..<count).map { bytes.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self) } }
+        }
+        var floats: [Float]?
+        switch t.dataType {
+        case 1: floats = t.rawData.isEmpty ? t.floatData : raw(Float.self)
+        case 11: floats = (t.rawData.isEmpty ? t.doubleData : raw(Double.self)).map { $0.map(Float.init) }
+        case 7: ints[name] = (t.rawData.isEmpty ? t.int64Data : raw(Int64.self))?.map { Int($0) }
+                if ints[name]?.count != count { ints[name] = nil } else { return }
+        case 6: ints[name] = (t.rawData.isEmpty ? t.int32Data : raw(Int32.self))?.map { Int($0) }
+                if ints[name]?.count != count { ints[name] = nil } else { return }
+        default:
+            throw InferenceError(source: source, node: name, op: "initializer",
+                                 reason: "tensor data type \(t.dataType) is not supported (float32, float64, int32, int64 only)")
+        }
+        guard let values = floats, values.count == count else {
+            throw InferenceError(source: source, node: name, op: "initializer",
+                                 reason: "tensor holds \(floats?.count ?? t.rawData.count) values for shape \(dims)")
+        }
+        graph.initializers[name] = Tensor(shape: dims, data: values)
+    }
+
+    // MARK: - Nodes
+
+    /// The supported ONNX operator types (the dispatch in `convert` handles exactly these).
+    static let supportedOps: Set<String> = [
+        "Conv", "BatchNormalization", "Relu", "Clip", "Add", "GlobalAveragePool", "AveragePool", "Flatten",
+        "Reshape", "Gemm", "MatMul", "Softmax", "Dropout", "Identity", "Constant",
+        "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat",
+    ]
+
+    /// Dispatches on the op type (Operators.md gives each attribute default used below).
+    private mutating func dispatch(_ node: Onnx_NodeProto, _ a: NodeAttributes) throws {
+        switch node.opType {
+        case "Conv": try conv(node, a)
+        case "BatchNormalization":
+            try add(node, .batchNorm(epsilon: a.float("epsilon") ?? 1e-5), inputs: Array(node.input.prefix(5)))
+        case "Relu": try add(node, .relu)
+        case "Clip": try clip(node, a)
+        case "Add": try add(node)
+        case "GlobalAveragePool": try add(node, .globalAvgPool)
+        case "AveragePool": try averagePool(node, a)
+        case "Flatten": try add(node, .flatten(axis: a.int("axis") ?? 1))
+        case "Reshape": try reshape(node)
+        case "Gemm":
+            let attrs = GemmAttributes(alpha: a.float("alpha") ?? 1, beta: a.float("beta") ?? 1,
+                                       transA: (a.int("transA") ?? 0) != 0, transB: (a.int("transB") ?? 0) != 0)
+            try add(node, .gemm(attrs))
+        case "MatMul": try add(node, .matMul)
+        case "Softmax": try add(node, .softmax(axis: a.int("axis") ?? (opset >= 13 ? -1 : 1)))
+        case "Dropout": try add(node, .identity, inputs: [node.input[0]], outputs: [node.output[0]])
+        case "Identity": try add(node, .identity)
+        case "Constant": try constant(node, a)
+        case "Shape": try shapeOf(node)
+        case "Gather": try gather(node, a)
+        case "Unsqueeze", "Squeeze": try intPassThrough(node)
+        case "Concat": try concat(node)
+        default: throw NodeError("unsupported operator")
+        }
+    }
+
+    private mutating func convert(_ node: Onnx_NodeProto) throws {
+        guard node.domain.isEmpty || node.domain == "ai.onnx" else { throw NodeError("operator domain '\(node.domain)' is not supported") }
+        guard ONNXImporter.supportedOps.contains(node.opType) else { throw NodeError("unsupported operator") }
+        guard !node.input.isEmpty || node.opType == "Constant", !node.output.isEmpty else { throw NodeError("node has no inputs or outputs") }
+        try dispatch(node, NodeAttributes(node.attribute))
+    }
+
+    /// Appends an IR node, inferring its output shape now so errors name this node.
+    private mutating func add(_ node: Onnx_NodeProto, _ op: Op, inputs: [String]? = nil, outputs: [String]? = nil) throws {
+        let inputs = inputs ?? node.input
+        let outputs = outputs ?? node.output
+        guard outputs.dropFirst().allSatisfy({ $0.isEmpty }) else {
+            throw NodeError("only the first output is supported (training-mode outputs are not)")
+        }
+        let irNode = Node(name: node.name.isEmpty ? outputs[0] : node.name, op: op, inputs: inputs, outputs: [outputs[0]])
+        shapes[outputs[0]] = try Graph.outputShape(of: irNode, inputShapes: inputs.map { shapes[$0] },
+                                                   initializers: graph.initializers)
+        graph.nodes.append(irNode)
+    }
+
+    private mutating func conv(_ node: Onnx_NodeProto, _ a: NodeAttributes) throws {
+        guard node.input.count >= 2, let weight = graph.initializers[node.input[1]], weight.shape.count == 4 else {
+            throw NodeError("weight must be a 4-D constant initializer (only 2-D convolutions are supported)")
+        }
+        guard let input = shapes[node.input[0]], input.count == 3 else { throw NodeError("input must be NCHW") }
+        let kernel = a.ints("kernel_shape") ?? Array(weight.shape[2...])
+        let strides = a.ints("strides") ?? [1, 1]
+        let dilations = a.ints("dilations") ?? [1, 1]
+        let (begin, end) = try pads(a, input: Array(input[1...]), kernel: kernel, strides: strides, dilations: dilations)
+        let attrs = ConvAttributes(groups: a.int("group") ?? 1, kernel: kernel, strides: strides, dilations: dilations,
+                                   padsBegin: begin, padsEnd: end)
+        try add(node, .conv(attrs), inputs: node.input.count > 2 && !node.input[2].isEmpty ? Array(node.input.prefix(3)) : Array(node.input.prefix(2)))
+    }
+
+    private mutating func averagePool(_ node: Onnx_NodeProto, _ a: NodeAttributes) throws {
+        guard let kernel = a.ints("kernel_shape"), kernel.count == 2 else { throw NodeError("kernel_shape must have two entries") }
+        guard (a.int("ceil_mode") ?? 0) == 0 else { throw NodeError("ceil_mode = 1 is not supported") }
+        guard let input = shapes[node.input[0]], input.count == 3 else { throw NodeError("input must be NCHW") }
+        let strides = a.ints("strides") ?? [1, 1]
+        let (begin, end) = try pads(a, input: Array(input[1...]), kernel: kernel, strides: strides, dilations: [1, 1])
+        try add(node, .avgPool(PoolAttributes(kernel: kernel, strides: strides, padsBegin: begin, padsEnd: end,
+                                              countIncludePad: (a.int("count_include_pad") ?? 0) != 0)))
+    }
+
+    /// Explicit pads from `pads` ([t, l, b, r]) or `auto_pad` (SAME_UPPER puts the odd pad at the end).
+    private func pads(_ a: NodeAttributes, input: [Int], kernel: [Int], strides: [Int], dilations: [Int]) throws -> ([Int], [Int]) {
+        let auto = a.string("auto_pad") ?? "NOTSET"
+        switch auto {
+        case "NOTSET":
+            let p = a.ints("pads") ?? [0, 0, 0, 0]
+            guard p.count == 4 else { throw NodeError("pads must have four entries, got \(p)") }
+            return ([p[0], p[1]], [p[2], p[3]])
+        case "VALID":
+            return ([0, 0], [0, 0])
+        case "SAME_UPPER", "SAME_LOWER":
+            guard kernel.count == 2, strides.count == 2, dilations.count == 2 else { throw NodeError("2-D attributes expected") }
+            var begin = [0, 0], end = [0, 0]
+            for i in 0..<2 {
+                let out = (input[i] + strides[i] - 1) / strides[i]
+                let total = max(0, (out - 1) * strides[i] + dilations[i] * (kernel[i] - 1) + 1 - input[i])
+                let small = total / 2
+                (begin[i], end[i]) = auto == "SAME_UPPER" ? (small, total - small) : (total - small, small)
+            }
+            return (begin, end)
+        default:
+            throw NodeError("auto_pad '\(auto)' is not supported")
+        }
+    }
+
+    private mutating func clip(_ node: Onnx_NodeProto, _ a: NodeAttributes) throws {
+        var low = -Float.greatestFiniteMagnitude, high = Float.greatestFiniteMagnitude
+        if opset < 11 {
+            low = a.float("min") ?? low
+            high = a.float("max") ?? high
+        } else {
+            func bound(_ i: Int) throws -> Float? {
+                guard node.input.count > i, !node.input[i].isEmpty else { return nil }
+                guard let t = graph.initializers[node.input[i]], t.count == 1 else {
+                    throw NodeError("bound input '\(node.input[i])' must be a constant scalar")
+                }
+                return t.data[0]
+            }
+            low = try bound(1) ?? low
+            high = try bound(2) ?? high
+        }
+        try add(node, .clip(min: low, max: high), inputs: [node.input[0]])
+    }
+
+    /// Add of two activations (residual), or of a MatMul result and a constant bias (→ Gemm).
+    private mutating func add(_ node: Onnx_NodeProto) throws {
+        guard node.input.count == 2 else { throw NodeError("expects two inputs") }
+        let constantIndex = node.input.firstIndex { graph.initializers[$0] != nil }
+        guard let ci = constantIndex else { return try add(node, .add) }
+        let x = node.input[1 - ci]
+        guard let last = graph.nodes.last, last.outputs == [x], last.op == .matMul,
+              !graph.nodes.contains(where: { $0.inputs.contains(x) }) else {
+            throw NodeError("adding a constant is supported only as the bias of a preceding MatMul")
+        }
+        graph.nodes.removeLast()
+        try add(node, .gemm(GemmAttributes()), inputs: [last.inputs[0], last.inputs[1], node.input[ci]])
+    }
+
+    private mutating func reshape(_ node: Onnx_NodeProto) throws {
+        guard node.input.count == 2, let target = ints[node.input[1]] else {
+            throw NodeError("the target shape must be a constant (or computable from the input shape)")
+        }
+        try add(node, .reshape(shape: target), inputs: [node.input[0]])
+    }
+
+    private mutating func constant(_ node: Onnx_NodeProto, _ a: NodeAttributes) throws {
+        let name = node.output[0]
+        if let t = a.tensor("value") {
+            do { try addConstant(t, name: name) } catch let e as InferenceError { throw NodeError(e.reason) }
+        } else if let f = a.float("value_float") {
+            graph.initializers[name] = Tensor(shape: [], data: [f])
+        } else if let fs = a.floats("value_floats") {
+            graph.initializers[name] = Tensor(shape: [fs.count], data: fs)
+        } else if let i = a.int("value_int") {
+            ints[name] = [i]
+        } else if let i = a.ints("value_ints") {
+            ints[name] = i
+        } else {
+            throw NodeError("only tensor, float(s) and int(s) constants are supported")
+        }
+    }
+
+    // Shape arithmetic on int64 constants (Reshape targets computed as Shape → Gather → Unsqueeze → Concat).
+
+    private mutating func shapeOf(_ node: Onnx_NodeProto) throws {
+        guard let shape = shapes[node.input[0]] else { throw NodeError("input '\(node.input[0])' has no known shape") }
+        ints[node.output[0]] = [0] + shape   // 0 stands for the batch size, which Reshape copies
+    }
+
+    private mutating func gather(_ node: Onnx_NodeProto, _ a: NodeAttributes) throws {
+        guard node.input.count == 2, let data = ints[node.input[0]], let index = ints[node.input[1]],
+              (a.int("axis") ?? 0) == 0 else {
+            throw NodeError("Gather is supported only on constant shape values")
+        }
+        ints[node.output[0]] = try index.map { i in
+            let j = i < 0 ? i + data.count : i
+            guard data.indices.contains(j) else { throw NodeError("index \(i) out of range") }
+            return data[j]
+        }
+    }
+
+    private mutating func intPassThrough(_ node: Onnx_NodeProto) throws {
+        guard let data = ints[node.input[0]] else { throw NodeError("supported only on constant shape values") }
+        ints[node.output[0]] = data
+    }
+
+    private mutating func concat(_ node: Onnx_NodeProto) throws {
+        var out: [Int] = []
+        for input in node.input {
+            guard let data = ints[input] else { throw NodeError("supported only on constant shape values") }
+            out += data
+        }
+        ints[node.output[0]] = out
+    }
+}
+
+/// Attribute lookup by name for one ONNX node.
+private struct NodeAttributes {
+    let byName: [String: Onnx_AttributeProto]
+    init(_ list: [Onnx_AttributeProto]) { byName = Dictionary(list.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a }) }
+    func float(_ name: String) -> Float? { byName[name].map { $0.f } }
+    func floats(_ name: String) -> [Float]? { byName[name].map { $0.floats } }
+    func int(_ name: String) -> Int? { byName[name].map { Int($0.i) } }
+    func ints(_ name: String) -> [Int]? { byName[name].map { $0.ints.map { Int($0) } } }
+    func string(_ name: String) -> String? { byName[name].map { String(decoding: $0.s, as: UTF8.self) } }
+    func tensor(_ name: String) -> Onnx_TensorProto? { byName[name].flatMap { $0.hasT ? $0.t : nil } }
+}

@@ -1,1 +1,0 @@
-// KerasImport module (being built).

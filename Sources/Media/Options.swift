@@ -1,0 +1,64 @@
+/// How a frame is fitted into the model's W x H input.
+public enum ResizeMode: String, Sendable, CaseIterable, Codable {
+    /// Scale the whole frame to W x H, ignoring aspect ratio.
+    case stretch
+    /// Scale so the frame covers W x H (shorter side fits), then crop the centre.
+    case centerCrop = "center-crop"
+    /// Scale so the frame fits inside W x H (longer side fits), then pad the borders.
+    case letterbox
+}
+
+/// Which decoded frames a `FrameSource` keeps. Applied in this order: time window
+/// (`start`/`end`), key frames, `fps`, then `every`.
+public struct SamplingOptions: Sendable, Equatable {
+    /// Keep the 1st, (N+1)th, (2N+1)th... of the frames that passed the other filters.
+    public var every: Int = 1
+    /// Keep at most F frames per second of presentation time, chosen by timestamp: the first frame
+    /// at or after each tick `t0 + k/F` (t0 = pts of the first frame considered). Correct for
+    /// variable frame rate, since only timestamps matter.
+    public var fps: Double? = nil
+    /// Decode key frames only: the decoder skips non-key frames (`skip_frame = AVDISCARD_NONKEY`)
+    /// and non-key packets are never even sent to it.
+    public var keyframesOnly = false
+    /// Seconds: seek to the key frame before `start`, then drop frames with `pts < start`.
+    public var start: Double? = nil
+    /// Seconds: frames with `pts >= end` are dropped and reading stops at the first of them.
+    public var end: Double? = nil
+
+    /// Creates sampling options; the defaults keep every frame.
+    public init(every: Int = 1, fps: Double? = nil, keyframesOnly: Bool = false,
+                start: Double? = nil, end: Double? = nil) {
+        self.every = every
+        self.fps = fps
+        self.keyframesOnly = keyframesOnly
+        self.start = start
+        self.end = end
+    }
+
+    /// A problem with these options, or nil when they are usable.
+    public var validationError: String? {
+        if every < 1 { return "--every must be at least 1 (got \(every))" }
+        if let fps, !(fps > 0 && fps.isFinite) { return "--fps must be a positive number (got \(fps))" }
+        if let start, !(start >= 0 && start.isFinite) { return "--start must be >= 0 seconds (got \(start))" }
+        if let end, !(end > 0 && end.isFinite) { return "--end must be > 0 seconds (got \(end))" }
+        if let start, let end, !(start < end) { return "--start (\(start)) must be before --end (\(end))" }
+        return nil
+    }
+}
+
+/// How a `FrameSource` opens and decodes its input.
+public struct SourceOptions: Sendable {
+    /// The stream to decode (container stream index); nil picks the best video stream.
+    public var streamIndex: Int? = nil
+    /// Decoder threads (frame + slice threading); 0 lets FFmpeg choose.
+    public var decoderThreads: Int = 0
+    /// Which decoded frames are kept.
+    public var sampling = SamplingOptions()
+
+    /// Creates source options; everything is defaulted.
+    public init(streamIndex: Int? = nil, decoderThreads: Int = 0, sampling: SamplingOptions = SamplingOptions()) {
+        self.streamIndex = streamIndex
+        self.decoderThreads = decoderThreads
+        self.sampling = sampling
+    }
+}

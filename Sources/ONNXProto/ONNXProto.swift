@@ -1,1 +1,0 @@
-// ONNXProto module (being built).

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import Media
+
+/// Stream selection, decoder threads and frame sampling flags, shared by `frames` and `run`
+/// (`@OptionGroup var sampling: SamplingFlags`).
+struct SamplingFlags: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Video stream index to decode (default: the best video stream).", valueName: "index"))
+    var stream: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Keep every Nth frame (after the other sampling flags).", valueName: "n"))
+    var every: Int = 1
+
+    @Option(name: .long, help: ArgumentHelp("Keep at most F frames per second, chosen by timestamp (works with variable frame rate).", valueName: "f"))
+    var fps: Double?
+
+    @Flag(name: .long, help: "Decode key frames only (non-key packets are not even decoded).")
+    var keyframes = false
+
+    @Option(name: .long, help: ArgumentHelp("Start time in seconds (pts): seek, then drop earlier frames.", valueName: "seconds"))
+    var start: Double?
+
+    @Option(name: .long, help: ArgumentHelp("End time in seconds (pts, exclusive): stop reading there.", valueName: "seconds"))
+    var end: Double?
+
+    @Option(name: .customLong("decoder-threads"), help: ArgumentHelp("Decoder threads (0 = FFmpeg chooses).", valueName: "n"))
+    var decoderThreads: Int = 0
+
+    /// The sampling part alone.
+    var sampling: SamplingOptions {
+        SamplingOptions(every: every, fps: fps, keyframesOnly: keyframes, start: start, end: end)
+    }
+
+    /// The options for `FrameSource` (stream, decoder threads, sampling).
+    func sourceOptions() -> SourceOptions {
+        SourceOptions(streamIndex: stream, decoderThreads: decoderThreads, sampling: sampling)
+    }
+
+    /// Cross-field checks. A bad value is a usage error: message on stderr, exit status 2.
+    func validate() throws {
+        var problem = sampling.validationError
+        if let stream, stream < 0 { problem = "--stream must be >= 0 (got \(stream))" }
+        if decoderThreads < 0 { problem = "--decoder-threads must be >= 0 (got \(decoderThreads))" }
+        if let problem { throw usageFailure(problem) }
+    }
+}
+
+/// Reports a command-line usage error as `framepipe: error: <message>` on stderr and returns the
+/// exit code (2) to throw from `validate()`: ArgumentParser then exits with it, printing nothing more.
+/// (Its own parse errors, e.g. a non-number for `--every`, keep ArgumentParser's status 64.)
+func usageFailure(_ message: String) -> ExitCode {
+    FileHandle.standardError.write(Data("framepipe: error: \(message)\nSee 'framepipe --help'.\n".utf8))
+    return ExitCode(2)
+}
