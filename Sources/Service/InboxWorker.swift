@@ -21,7 +21,6 @@ public struct WorkSettings {
         o.topK = config.output.topK
         o.minScore = config.output.minScore
         o.labelNames = engine.labels
-        o.outputsProbabilities = engine.outputsProbabilities
         if live { o.maxLatency = 0.5 }
         return o
     }
@@ -127,7 +126,7 @@ final class InboxWorker: @unchecked Sendable {
         let metrics = self.metrics
         var plan = s.engine.plan(input: path, live: false, sink: { [outbox] in
             CountingSink(try FileSetSink(input: name, directory: outbox, stem: stem, options: options.emit,
-                                         embeddingDim: runner.embeddingDim, topK: topK),
+                                         embeddingDim: options.emit.embedding ? runner.embeddingDim : 0, topK: topK),
                          metrics: metrics, source: "inbox")
         })
         plan.name = name

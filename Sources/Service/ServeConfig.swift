@@ -1,4 +1,5 @@
 import Foundation
+import Media
 import Output
 import TOMLKit
 
@@ -219,7 +220,7 @@ public struct ServeConfig: Sendable, Equatable {
             if let v, v.count != 1 && v.count != 3 { throw fail("`model.\(key)` must have 1 or 3 values") }
         }
         if let s = model.std, s.contains(where: { $0 <= 0 }) { throw fail("`model.std` values must be positive") }
-        if let r = model.resize, !["stretch", "center-crop", "letterbox"].contains(r) {
+        if let r = model.resize, ResizeMode(rawValue: r) == nil {
             throw fail("`model.resize` must be \"stretch\", \"center-crop\" or \"letterbox\"")
         }
         for e in output.emit where !["labels", "embedding"].contains(e) {

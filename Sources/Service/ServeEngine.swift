@@ -10,8 +10,6 @@ public protocol ServeEngine: AnyObject {
     var runner: BatchRunner { get }
     /// Class names in output order (nil: indices only).
     var labels: [String]? { get }
-    /// The model's class output is already softmax-ed.
-    var outputsProbabilities: Bool { get }
     /// The plan for one input: a file path (`live` false) or a stream URL (`live` true).
     func plan(input: String, live: Bool, sink: (() throws -> FrameSink)?) -> InputPlan
 }

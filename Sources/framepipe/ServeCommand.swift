@@ -49,6 +49,7 @@ struct ServeCommand: AsyncParsableCommand {
         let level = Logger.Level(rawValue: logLevel ?? cfg.logLevel) ?? .info
         LoggingSystem.bootstrap { JournalLogHandler(label: $0, level: level) }
         LineWriter.ignoreSIGPIPE()
+        MediaCLI.quietFFmpeg()  // FFmpeg's own per-packet chatter stays out of the journal
         let log = Logger(label: "framepipe.serve")
         let daemon = Daemon(config: cfg, configPath: config, loader: PipelineEngine.load, log: log)
         let group = ServiceGroup(

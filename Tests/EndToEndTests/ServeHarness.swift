@@ -35,7 +35,7 @@ final class ServeHarness {
         mean = [127.5, 127.5, 127.5]
         std = [127.5, 127.5, 127.5]
         [output]
-        emit = ["labels"]
+        emit = ["labels", "embedding"]
         top_k = \(topK)
 
         """

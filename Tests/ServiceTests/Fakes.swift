@@ -80,7 +80,6 @@ final class FakeRunner: BatchRunner, @unchecked Sendable {
 final class FakeEngine: ServeEngine {
     let runner: BatchRunner = FakeRunner()
     let labels: [String]? = ["zero", "one", "two", "three", "four"]
-    let outputsProbabilities = false
     let model: ModelConfig
     init(model: ModelConfig) { self.model = model }
     func plan(input: String, live: Bool, sink: (() throws -> FrameSink)?) -> InputPlan {
