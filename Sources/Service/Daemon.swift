@@ -18,7 +18,9 @@ import Glibc
 ///  SIGHUP ─▶ reread config, reload model if changed, swap settings (next file / reconnect uses them)
 ///  SIGTERM ─▶ STOPPING=1, no new file, drain in-flight frames, exit 0
 /// ```
-/// Workers are threads (blocking FFmpeg/oneDNN calls never run on Swift's cooperative pool).
+/// Workers and every blocking wait are threads of their own: blocking FFmpeg/oneDNN calls never run
+/// on Swift's cooperative pool, and nothing blocks Dispatch's global queues (whose few threads a
+/// blocked wait could starve, stalling shutdown).
 public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
     private let configPath: String?
     private let loader: EngineLoader
@@ -35,7 +37,6 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
     private var streams: [StreamWorker] = []
     private var metricsServer: MetricsServer?
     private var ticker: DispatchSourceTimer?
-    private var hupSource: DispatchSourceSignal?
     private let reloadQueue = DispatchQueue(label: "framepipe.reload")
     private var initialConfig: ServeConfig
     private var lastEmitted = 0.0
@@ -69,17 +70,20 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
     public func run() async throws {
         // Model compilation blocks: keep it off Swift's cooperative pool.
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
-            DispatchQueue.global().async {
+            Thread.detachNewThread {
                 do { try self.start(); c.resume() } catch { c.resume(throwing: error) }
             }
         }
+        log.debug("running until graceful shutdown")
         await withGracefulShutdownHandler {
             await waitForShutdownSignal()
         } onGracefulShutdown: { [self] in
+            self.log.debug("graceful shutdown requested")
             self.shutdownRequested()
         }
+        log.debug("graceful shutdown: stopping")
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async { self.stop(); c.resume() }
+            Thread.detachNewThread { self.stop(); c.resume() }
         }
     }
 
@@ -87,13 +91,12 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
     private func shutdownRequested() { shutdownSemaphore.signal() }
     private func waitForShutdownSignal() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async { self.shutdownSemaphore.wait(); c.resume() }
+            Thread.detachNewThread { self.shutdownSemaphore.wait(); c.resume() }
         }
     }
 
     /// Everything up to READY=1 (synchronous; throws a message naming what failed).
     public func start() throws {
-        signal(SIGHUP, SIG_IGN)  // a reload request during startup must not kill us; handled once ready
         let config = initialConfig
         for d in [config.stateDir, config.outbox, config.resolvedStreamDir].compactMap({ $0 }) {
             do { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) } catch {
@@ -143,7 +146,6 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
             worker.start()
         }
         try startStreams(config.streams)
-        installReloadHandler()
         startTicker()
         metrics.set("framepipe_ready", [:], 1)
         notifier.ready(status: statusLine())
@@ -211,12 +213,12 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
 
     // MARK: reload
 
-    private func installReloadHandler() {
-        signal(SIGHUP, SIG_IGN)
-        let s = DispatchSource.makeSignalSource(signal: SIGHUP, queue: reloadQueue)
-        s.setEventHandler { [weak self] in self?.reload() }
-        s.resume()
-        hupSource = s
+    /// SIGHUP: reloads on the reload queue (ignored, with a note, before startup finished).
+    public func requestReload() {
+        reloadQueue.async { [self] in
+            lock.lock(); let ready = settings != nil; lock.unlock()
+            if ready { reload() } else { log.notice("SIGHUP during startup ignored: the configuration is being loaded") }
+        }
     }
 
     /// SIGHUP: rereads the config; reloads the model only if its settings changed; the inbox
@@ -274,7 +276,6 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
         if already { return }
         notifier.stopping()
         log.info("stopping: draining in-flight work")
-        hupSource?.cancel()
         reloadQueue.sync {}  // a reload in progress finishes before the workers are stopped
         lock.lock(); let inbox = inboxWorker; let streams = self.streams; let w = watcher; lock.unlock()
         let drain = current().config.drainTimeout
@@ -282,11 +283,11 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
         let group = DispatchGroup()
         if let inbox {
             group.enter()
-            DispatchQueue.global().async { inbox.stop(drainTimeout: drain); group.leave() }
+            Thread.detachNewThread { inbox.stop(drainTimeout: drain); group.leave() }
         }
         for s in streams {
             group.enter()
-            DispatchQueue.global().async { s.stop(drainTimeout: drain); group.leave() }
+            Thread.detachNewThread { s.stop(drainTimeout: drain); group.leave() }
         }
         group.wait()
         ticker?.cancel()

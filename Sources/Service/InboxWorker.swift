@@ -46,6 +46,8 @@ final class InboxWorker: @unchecked Sendable {
     private var stopping = false
     private var current: Pipeline?
     private let finished = DispatchSemaphore(value: 0)
+    /// Drain deadlines fire here (a queue of our own, never starved by blocked global-queue work).
+    static let timers = DispatchQueue(label: "framepipe.drain-timers")
     private(set) var doneCount = 0
     private(set) var failedCount = 0
 
@@ -69,7 +71,7 @@ final class InboxWorker: @unchecked Sendable {
         lock.lock(); stopping = true; let p = current; lock.unlock()
         inbox.close()
         if let p {
-            DispatchQueue.global().asyncAfter(deadline: .now() + drainTimeout) { [weak p] in p?.cancel() }
+            Self.timers.asyncAfter(deadline: .now() + drainTimeout) { [weak p] in p?.cancel() }
         }
         finished.wait()
     }

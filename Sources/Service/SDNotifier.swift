@@ -34,7 +34,8 @@ public final class SDNotifier: @unchecked Sendable {
     public var isEnabled: Bool { fd >= 0 }
 
     /// Sends `state` (e.g. "READY=1\nSTATUS=..."); returns false when it could not be delivered.
-    /// Failures are not fatal: systemd may simply not be listening.
+    /// Never blocks (`MSG_DONTWAIT`): when the receiver's queue is full the message is dropped, so a
+    /// slow reader can never stall the daemon (or its shutdown). Failures are not fatal.
     @discardableResult
     public func notify(_ state: String) -> Bool {
         guard fd >= 0, let path = socketPath else { return false }
@@ -53,7 +54,7 @@ public final class SDNotifier: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         let sent = withUnsafePointer(to: &addr) { ap in
             ap.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                payload.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), sa, len) }
+                payload.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT), sa, len) }
             }
         }
         return sent == payload.count

@@ -20,6 +20,8 @@ final class StreamWorker: @unchecked Sendable {
     private var current: (pipeline: Pipeline, reader: WatchedReader?, started: DispatchTime)?
     private let lock = NSLock()
     private let finished = DispatchSemaphore(value: 0)
+    /// Drain deadlines fire here (a queue of our own, never starved by blocked global-queue work).
+    static let timers = DispatchQueue(label: "framepipe.drain-timers")
     private var up = false
     /// Connection attempts so far (tests and status).
     private(set) var connects = 0
@@ -52,7 +54,7 @@ final class StreamWorker: @unchecked Sendable {
         lock.lock(); let c = current; lock.unlock()
         if let c {
             c.reader?.finish()
-            DispatchQueue.global().asyncAfter(deadline: .now() + drainTimeout) { [weak p = c.pipeline] in p?.cancel() }
+            Self.timers.asyncAfter(deadline: .now() + drainTimeout) { [weak p = c.pipeline] in p?.cancel() }
         }
         finished.wait()
     }

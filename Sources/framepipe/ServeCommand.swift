@@ -52,17 +52,23 @@ struct ServeCommand: AsyncParsableCommand {
         MediaCLI.quietFFmpeg()  // FFmpeg's own per-packet chatter stays out of the journal
         let log = Logger(label: "framepipe.serve")
         let daemon = Daemon(config: cfg, configPath: config, loader: PipelineEngine.load, log: log)
-        let group = ServiceGroup(
-            services: [daemon],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            cancellationSignals: [],
-            logger: log
-        )
+        // Signals through our own handler (see SignalRelay for why not the group's signal sources):
+        // SIGTERM/SIGINT start the group's graceful shutdown, SIGHUP reloads.
+        let group = ServiceGroup(services: [daemon], gracefulShutdownSignals: [], cancellationSignals: [], logger: log)
+        let relay = SignalRelay(signals: [SIGTERM, SIGINT, SIGHUP]) { sig in
+            log.debug("signal \(sig) received")
+            if sig == SIGHUP {
+                daemon.requestReload()
+            } else {
+                Task { await group.triggerGracefulShutdown() }
+            }
+        }
         do {
             try await group.run()
         } catch {
             log.critical("\(error)")
             throw ExitCode.failure
         }
+        withExtendedLifetime(relay) {}
     }
 }

@@ -22,8 +22,8 @@ final class ServeHarness {
 
     /// The shared ImageNet model, [-1, 1] input; small batches keep the tests quick.
     func config(topK: Int = 5, drain: Double = 20, metricsPort: Int? = nil, inbox useInbox: Bool = true,
-                streams extra: String = "") -> String {
-        var s = "state_dir = \"\(state)\"\nstream_dir = \"\(streams)\"\nmax_attempts = 3\ndrain_timeout = \(drain)\n"
+                logLevel: String = "info", streams extra: String = "") -> String {
+        var s = "log_level = \"\(logLevel)\"\nstate_dir = \"\(state)\"\nstream_dir = \"\(streams)\"\nmax_attempts = 3\ndrain_timeout = \(drain)\n"
         if useInbox { s += "inbox = \"\(inbox)\"\noutbox = \"\(outbox)\"\n" }
         if let p = metricsPort { s += "metrics_listen = \"127.0.0.1:\(p)\"\n" }
         s += """
@@ -46,6 +46,7 @@ final class ServeHarness {
 
     /// Starts the daemon (config written before).
     func start() throws {
+        readyMark = notify.mark
         let p = Process()
         p.executableURL = URL(fileURLWithPath: TestEnv.framepipe)
         p.arguments = ["serve", "--config", configPath]
@@ -65,7 +66,8 @@ final class ServeHarness {
     }
 
     /// Waits for READY=1 (the model compiles first: allow a minute on a busy machine).
-    func waitReady(timeout: Double = 90) -> Bool { notify.waitFor("READY=1", timeout: timeout).found }
+    func waitReady(timeout: Double = 90) -> Bool { notify.waitFor("READY=1", after: readyMark, timeout: timeout).found }
+    private var readyMark = 0
 
     func signal(_ sig: Int32) { if let p = process { kill(p.processIdentifier, sig) } }
 
@@ -93,17 +95,21 @@ final class ServeHarness {
 
     func cleanup() {
         if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        notify.close()
         try? FileManager.default.removeItem(at: root)
     }
 }
 
 struct HarnessError: Error, CustomStringConvertible { let description: String }
 
-/// A datagram socket standing in for systemd's notify socket.
-final class NotifySocket {
+/// A datagram socket standing in for systemd's notify socket, read continuously (as systemd does)
+/// by a background thread; messages are kept in arrival order.
+final class NotifySocket: @unchecked Sendable {
     let path: String
     let fd: Int32
-    private(set) var messages: [String] = []
+    private let lock = NSLock()
+    private var _messages: [String] = []
+    private var closed = false
 
     init(path: String) throws {
         self.path = path
@@ -115,25 +121,38 @@ final class NotifySocket {
         let len = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + bytes.count + 1)
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
         if rc != 0 { throw HarnessError(description: "bind \(path): \(String(cString: strerror(errno)))") }
-    }
-    deinit { close(fd); unlink(path) }
-
-    /// Reads messages until one contains `text` (bounded).
-    func waitFor(_ text: String, timeout: Double) -> (found: Bool, seen: [String]) {
-        let end = Date(timeIntervalSinceNow: timeout)
-        var seen: [String] = []
-        while Date() < end {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, Int32(max(10, end.timeIntervalSinceNow * 1000))) > 0 else { continue }
+        let sock = fd
+        Thread.detachNewThread { [weak self] in
             var buf = [UInt8](repeating: 0, count: 4096)
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            guard n > 0 else { continue }
-            let m = String(decoding: buf[0..<n], as: UTF8.self)
-            messages.append(m)
-            seen.append(m)
-            if m.contains(text) { return (true, seen) }
+            while true {
+                var p = pollfd(fd: sock, events: Int16(POLLIN), revents: 0)
+                let r = poll(&p, 1, 200)
+                guard let self else { return }
+                self.lock.lock(); let done = self.closed; self.lock.unlock()
+                if done { return }
+                guard r > 0 else { continue }
+                let n = buf.withUnsafeMutableBytes { recv(sock, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if n > 0 {
+                    let m = String(decoding: buf[0..<n], as: UTF8.self)
+                    self.lock.lock(); self._messages.append(m); self.lock.unlock()
+                }
+            }
         }
-        return (false, seen)
+    }
+
+    func close() {
+        lock.lock(); closed = true; lock.unlock()
+    }
+    deinit { Glibc.close(fd); unlink(path) }
+
+    var messages: [String] { lock.lock(); defer { lock.unlock() }; return _messages }
+    /// The number of messages so far (pass to `waitFor(_:after:)` to wait for a newer one).
+    var mark: Int { messages.count }
+
+    /// Waits (bounded) for a message containing `text` among those after `after`.
+    func waitFor(_ text: String, after: Int = 0, timeout: Double) -> (found: Bool, seen: [String]) {
+        let found = eventually(timeout: timeout) { messages.dropFirst(after).contains { $0.contains(text) } }
+        return (found, Array(messages.dropFirst(after)))
     }
 }
 

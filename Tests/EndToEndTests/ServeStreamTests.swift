@@ -22,7 +22,7 @@ import TestSupport
         let h = try ServeHarness()
         defer { h.cleanup() }
         let port = randomPort()
-        try h.writeConfig(h.config(inbox: false, streams: """
+        try h.writeConfig(h.config(inbox: false, logLevel: "debug", streams: """
             [[streams]]
             name = "cam"
             url = "udp://127.0.0.1:\(port)"

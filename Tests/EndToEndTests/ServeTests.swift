@@ -55,7 +55,11 @@ import TestSupport
         h.signal(SIGTERM)
         let exit = h.waitExit(timeout: 30)
         #expect(exit?.status == 0 && exit?.normal == true, "log:\n\(h.log)")
-        #expect(h.notify.waitFor("STOPPING=1", timeout: 5).found || h.notify.messages.contains { $0.contains("STOPPING=1") })
+        #expect(h.notify.waitFor("STOPPING=1", timeout: 5).found)
+        // Progress-driven pings and status lines came while it ran.
+        #expect(h.notify.messages.contains("WATCHDOG=1"))
+        #expect(h.notify.messages.contains { $0.hasPrefix("STATUS=inbox 1 done, 1 failed, 0 queued; ") && $0.hasSuffix(" frames/s") },
+                "\(h.notify.messages.filter { $0.hasPrefix("STATUS") })")
         // info level is quiet: no per-frame lines.
         #expect(h.log.split(separator: "\n").count < 40, "log:\n\(h.log)")
         #expect(h.log.contains("<6>done carphone.mp4"))

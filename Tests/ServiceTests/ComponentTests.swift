@@ -195,3 +195,16 @@ import TestSupport
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["attempts.json"])
     }
 }
+
+@Suite struct NotifierBackpressureTests {
+    @Test func aFullReceiverNeverBlocksTheSender() throws {
+        let dir = try TestEnv.tempDir("notify")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let listener = try NotifyListener(path: dir.path + "/notify.sock")  // never read until the end
+        let n = SDNotifier(socketPath: listener.path)
+        var delivered = 0
+        for _ in 0..<1000 where n.notify("STATUS=busy") { delivered += 1 }  // would hang if sends blocked
+        #expect(delivered > 0 && delivered < 1000)
+        #expect(listener.receive(timeout: 1) == "STATUS=busy")
+    }
+}
