@@ -125,7 +125,8 @@ public struct ServeConfig: Sendable, Equatable {
     /// The default config path.
     public static let defaultPath = "/etc/framepipe/framepipe.toml"
 
-    /// Attempts record and default place of the other folders.
+    /// Attempts record and default place of the stream files (default: `$STATE_DIRECTORY`, else
+    /// /var/lib/framepipe).
     public var stateDir = "/var/lib/framepipe"
     /// Watched folder (nil: no inbox, streams only).
     public var inbox: String?
@@ -155,19 +156,21 @@ public struct ServeConfig: Sendable, Equatable {
     public var resolvedFailedDir: String? { failedDir ?? inbox.map { $0 + "/failed" } }
     public var resolvedStreamDir: String { streamDir ?? stateDir + "/streams" }
 
-    /// Reads and checks the TOML file at `path`.
-    public static func load(path: String) throws -> ServeConfig {
+    /// Reads and checks the TOML file at `path`. `state_dir` defaults to systemd's
+    /// `$STATE_DIRECTORY` when set (so `framepipe@NAME` instances get `/var/lib/framepipe/NAME`).
+    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServeConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(path: path, "cannot read the configuration file (\(String(cString: strerror(errno))))")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigError(path: path, "not UTF-8 text")
         }
-        return try parse(text, path: path)
+        return try parse(text, path: path, environment: environment)
     }
 
     /// Parses and checks TOML text; `path` only names the source in errors.
-    public static func parse(_ text: String, path: String = "<string>") throws -> ServeConfig {
+    public static func parse(_ text: String, path: String = "<string>",
+                             environment: [String: String] = [:]) throws -> ServeConfig {
         let raw: RawConfig
         do {
             raw = try TOMLDecoder(strictDecoding: true).decode(RawConfig.self, from: text)
@@ -180,6 +183,7 @@ public struct ServeConfig: Sendable, Equatable {
             throw ConfigError(path: path, Self.describe(e))
         }
         var c = ServeConfig()
+        if let sd = environment["STATE_DIRECTORY"]?.split(separator: ":").first, !sd.isEmpty { c.stateDir = String(sd) }
         if let v = raw.stateDir { c.stateDir = v }
         c.inbox = raw.inbox
         c.outbox = raw.outbox

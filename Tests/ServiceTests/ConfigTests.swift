@@ -63,6 +63,15 @@ import TestSupport
         #expect(message.contains("/nonexistent/framepipe.toml: cannot read the configuration file"))
     }
 
+    @Test func stateDirDefaultsToSystemdsStateDirectory() throws {
+        let text = "[[streams]]\nname = \"cam\"\nurl = \"udp://127.0.0.1:5000\"\n"
+        let c = try ServeConfig.parse(text, environment: ["STATE_DIRECTORY": "/var/lib/framepipe/cam"])
+        #expect(c.stateDir == "/var/lib/framepipe/cam")
+        #expect(c.resolvedStreamDir == "/var/lib/framepipe/cam/streams")
+        let explicit = try ServeConfig.parse("state_dir = \"/srv/fp\"\n" + text, environment: ["STATE_DIRECTORY": "/x"])
+        #expect(explicit.stateDir == "/srv/fp")
+    }
+
     @Test func listenAddressParsing() throws {
         let (host, port) = try ServeConfig.parseListen("127.0.0.1:9464")
         #expect(host == "127.0.0.1" && port == 9464)
