@@ -22,7 +22,8 @@ import TestSupport
         let h = try ServeHarness()
         defer { h.cleanup() }
         let port = randomPort()
-        try h.writeConfig(h.config(inbox: false, logLevel: "debug", streams: """
+        let metricsPort = randomPort()
+        try h.writeConfig(h.config(metricsPort: metricsPort, inbox: false, logLevel: "debug", streams: """
             [[streams]]
             name = "cam"
             url = "udp://127.0.0.1:\(port)"
@@ -46,6 +47,14 @@ import TestSupport
         first = try Self.sender(port: port, seconds: 4)
         #expect(eventually(timeout: 30) { events("connected").count >= 2 && frames().count > before + 5 }, "log:\n\(h.log)")
         first.waitUntilExit()
+        // Per-stream metrics.
+        let m = try shell("exec 3<>/dev/tcp/127.0.0.1/\(metricsPort); printf 'GET /metrics HTTP/1.1\\r\\n\\r\\n' >&3; timeout 5 cat <&3", timeout: 20)
+        func value(_ series: String) -> Double? {
+            m.stdoutText.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+        }
+        #expect((value("framepipe_frames_emitted_total{source=\"cam\"}") ?? 0) >= Double(before + 5), "\(m.stdoutText)")
+        #expect((value("framepipe_frames_decoded_total{source=\"cam\"}") ?? 0) >= Double(before + 5))
+        #expect((value("framepipe_reconnects_total{source=\"cam\"}") ?? 0) >= 1)
         h.signal(SIGTERM)
         let exit = h.waitExit(timeout: 30)
         #expect(exit?.status == 0, "log:\n\(h.log)")
