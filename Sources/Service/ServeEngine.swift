@@ -1,0 +1,142 @@
+import Foundation
+import Output
+import Pipeline
+
+/// A loaded, warmed-up model and the recipe for turning an input into an `InputPlan` with it.
+/// One engine is shared by the inbox worker and every stream, each running its own `Pipeline`:
+/// `runner` must be safe to call from several pipelines' infer queues at once.
+public protocol ServeEngine: AnyObject {
+    /// The shared model runner.
+    var runner: BatchRunner { get }
+    /// Class names in output order (nil: indices only).
+    var labels: [String]? { get }
+    /// The plan for one input: a file path (`live` false) or a stream URL (`live` true).
+    func plan(input: String, live: Bool, sink: (() throws -> FrameSink)?) -> InputPlan
+}
+
+/// Builds an engine from the model part of the config (compiling and warming it up).
+public typealias EngineLoader = (ModelConfig) throws -> ServeEngine
+
+/// Times each model call into the metrics histogram; otherwise passes through.
+final class TimedRunner: BatchRunner {
+    let inner: BatchRunner
+    let metrics: Metrics
+    init(_ inner: BatchRunner, metrics: Metrics) { self.inner = inner; self.metrics = metrics }
+    var sampleSize: Int { inner.sampleSize }
+    var embeddingDim: Int { inner.embeddingDim }
+    var classCount: Int { inner.classCount }
+    var maxBatch: Int { inner.maxBatch }
+    func run(input: UnsafePointer<Float>, count: Int,
+             embeddings: UnsafeMutablePointer<Float>?, logits: UnsafeMutablePointer<Float>?) throws {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { metrics.observeBatch(seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
+        try inner.run(input: input, count: count, embeddings: embeddings, logits: logits)
+    }
+}
+
+/// Wraps an input's reader: counts frames into the metrics, remembers when the last frame came
+/// (for stall detection), and can be asked to end the input cleanly (`finish`: the next read
+/// reports end of stream, so frames already read are still drained to the outputs) or to give up
+/// (`interrupt`: the next read throws `reason`).
+final class WatchedReader: FrameReader, @unchecked Sendable {
+    private let inner: FrameReader
+    private let metrics: Metrics
+    private let source: String
+    private let lock = NSLock()
+    private var finishing = false
+    private var interruption: String?
+    private var lastFrame = DispatchTime.now().uptimeNanoseconds
+    private var reportedDecodeErrors = 0
+    private(set) var frames = 0
+
+    init(_ inner: FrameReader, metrics: Metrics, source: String) {
+        self.inner = inner; self.metrics = metrics; self.source = source
+    }
+
+    func next() throws -> PipelineFrame? {
+        lock.lock(); let stop = finishing; let why = interruption; lock.unlock()
+        if let why { throw ServiceError(why) }
+        if stop { return nil }
+        do {
+            let f = try inner.next()
+            lock.lock(); let why2 = interruption; lock.unlock()
+            if let why2 { throw ServiceError(why2) }
+            if f != nil {
+                lock.lock(); lastFrame = DispatchTime.now().uptimeNanoseconds; frames += 1; lock.unlock()
+                metrics.add("framepipe_frames_decoded_total", ["source": source])
+            }
+            let errs = inner.decodeErrors
+            if errs > reportedDecodeErrors {
+                metrics.add("framepipe_errors_total", ["source": source, "kind": "decode"], by: Double(errs - reportedDecodeErrors))
+                reportedDecodeErrors = errs
+            }
+            return f
+        } catch {
+            lock.lock(); let stop2 = finishing; lock.unlock()
+            if stop2 { return nil }  // cancelled by finish(): a clean end
+            throw error
+        }
+    }
+
+    func cancel() { inner.cancel() }
+    var framesDecoded: Int { inner.framesDecoded }
+    var decodeErrors: Int { inner.decodeErrors }
+    var duration: Double? { inner.duration }
+
+    /// Seconds since the last frame (or since opening).
+    var secondsSinceFrame: Double {
+        lock.lock(); defer { lock.unlock() }
+        return Double(DispatchTime.now().uptimeNanoseconds - lastFrame) / 1e9
+    }
+
+    /// Ends the input at the next read, as if the stream had ended.
+    func finish() {
+        lock.lock(); finishing = true; lock.unlock()
+        inner.cancel()
+    }
+
+    /// Fails the input at the next read with `reason`.
+    func interrupt(_ reason: String) {
+        lock.lock(); if interruption == nil { interruption = reason }; lock.unlock()
+        inner.cancel()
+    }
+}
+
+/// Counts emitted records into the metrics, passing them on.
+final class CountingSink: FrameSink {
+    let inner: FrameSink
+    let metrics: Metrics
+    let source: String
+    init(_ inner: FrameSink, metrics: Metrics, source: String) {
+        self.inner = inner; self.metrics = metrics; self.source = source
+    }
+    func write(_ record: FrameRecord) throws {
+        try inner.write(record)
+        metrics.add("framepipe_frames_emitted_total", ["source": source])
+    }
+    func finish(error: String?) throws { try inner.finish(error: error) }
+    func abandon() { inner.abandon() }
+}
+
+/// When a worker last showed signs of life; read by the watchdog.
+final class Liveness: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last = DispatchTime.now().uptimeNanoseconds
+    private var lastEmitted = -1
+
+    /// The worker is alive now.
+    func beat() { lock.lock(); last = DispatchTime.now().uptimeNanoseconds; lock.unlock() }
+
+    /// Counts a pipeline's emitted frames as progress when they grew.
+    func observe(emitted: Int) {
+        lock.lock()
+        if emitted != lastEmitted { lastEmitted = emitted; last = DispatchTime.now().uptimeNanoseconds }
+        lock.unlock()
+    }
+
+    /// Seconds since the last sign of life.
+    var age: Double {
+        lock.lock(); defer { lock.unlock() }
+        return Double(DispatchTime.now().uptimeNanoseconds - last) / 1e9
+    }
+}
