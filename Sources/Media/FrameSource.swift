@@ -62,15 +62,28 @@ public final class FrameSource {
     private var packetEnd = -Double.infinity
     /// Key frames only: stream position of each key packet sent, by pts, until its frame comes out.
     private var keyPacketOrdinals: [Int64: Int] = [:]
+    /// True while a packet read has its time limit armed (kept across EAGAIN retries).
+    private var readArmed = false
 
     /// Opens `input` ("-" = stdin, or a URL) and its video stream, ready to decode.
     /// Throws a `MediaError` naming the input when it cannot be opened, has no (such) video stream,
     /// or its codec has no decoder.
-    public init(input: String, options: SourceOptions = .init()) throws {
+    public convenience init(input: String, options: SourceOptions = .init()) throws {
+        try self.init(input: input, options: options, container: FormatContext(input: input, timeout: options.ioTimeout))
+    }
+
+    /// Decodes a whole input held in memory (read through a custom `AVIOContext`); `name` stands for
+    /// it in errors. Such an input may not open any protocol or further file (no playlists).
+    public convenience init(data: [UInt8], name: String, options: SourceOptions = .init()) throws {
+        try self.init(input: name, options: options, container: FormatContext(data: data, name: name))
+    }
+
+    private init(input: String, options: SourceOptions, container: FormatContext) throws {
         precondition(options.sampling.validationError == nil, options.sampling.validationError ?? "")
+        precondition(options.limitsError == nil, options.limitsError ?? "")
         self.input = input
         self.options = options
-        container = try FormatContext(input: input)
+        self.container = container
         let ctx = container.ctx
         let count = Int(ctx.pointee.nb_streams)
         let index: Int
@@ -93,12 +106,18 @@ public final class FrameSource {
         // Let the demuxer skip every other stream (e.g. audio).
         for i in 0..<count where i != index { ctx.pointee.streams[i]!.pointee.discard = AVDISCARD_ALL }
         let st = container.stream(index)
+        let (w, h) = (Int(st.pointee.codecpar.pointee.width), Int(st.pointee.codecpar.pointee.height))
+        if w < 0 || h < 0 || w.multipliedReportingOverflow(by: h).partialValue > options.maxPixels
+            || w > Int(Int32.max) / max(h, 1) {
+            throw MediaError(input: input, operation: "check frame size",
+                             message: "the stream declares \(w)x\(h) frames, over the limit of \(options.maxPixels) pixels (--max-pixels)")
+        }
         streamIndex = Int32(index)
         stream = StreamInfo(stream: st, container: ctx)
         timeBase = stream.timeBase.value ?? 0
         promisedEnd = FrameSource.promisedEnd(of: st, timeBase: timeBase, start: stream.startTime ?? 0)
         decoder = try VideoDecoder(stream: st, threads: options.decoderThreads,
-                              keyframesOnly: options.sampling.keyframesOnly, input: input)
+                                   keyframesOnly: options.sampling.keyframesOnly, maxPixels: options.maxPixels, input: input)
         sampler = FrameSampler(options: options.sampling)
         nextIndex = 0
         if let start = options.sampling.start { seek(to: start) }
@@ -149,6 +168,11 @@ public final class FrameSource {
     private func take() -> DecodedFrame? {
         stats.framesDecoded += 1
         let f = work.frame.pointee
+        if Int(f.width) * Int(f.height) > options.maxPixels {  // the decoder's own check should have caught it
+            stats.decodeErrors += 1
+            av_frame_unref(work.frame)
+            return nil
+        }
         if (f.flags & AV_FRAME_FLAG_CORRUPT) != 0 || f.decode_error_flags != 0 { stats.decodeErrors += 1 }
         let pts: Double
         if f.best_effort_timestamp != FFCode.noPTS {
@@ -206,13 +230,20 @@ public final class FrameSource {
         let pkt = packet.pkt
         while true {
             if !packetPending {
+                if !readArmed { container.interrupt.arm(options.ioTimeout); readArmed = true }
                 let status = av_read_frame(container.ctx, pkt)
-                if status == FFCode.again && !container.interrupt.isSet {
+                if status == FFCode.again && !container.interrupt.isSet && !container.interrupt.shouldInterrupt() {
                     usleep(2_000)  // a non-blocking live input has no packet yet
                     continue
                 }
+                readArmed = false
                 if status < 0 {
-                    if status != FFCode.eof && status != FFCode.exit && !container.interrupt.isSet {
+                    if container.interrupt.timedOut && !container.interrupt.isSet {
+                        container.interrupt.arm(nil)
+                        pendingError = MediaError(
+                            input: input, operation: "read packet",
+                            message: "no data for \(options.ioTimeout ?? 0) s after \(stats.packetsRead) packets (--io-timeout)")
+                    } else if status != FFCode.eof && status != FFCode.exit && !container.interrupt.isSet {
                         var message = "\(ffErrorString(status)) after \(stats.packetsRead) packets (input damaged or truncated)"
                         if stats.packetsRead == 0 && !container.isSeekable {
                             message += "; note: an MP4 whose index (moov) is at the end cannot be read from a pipe: "
