@@ -14,14 +14,15 @@ final class InterruptFlag: @unchecked Sendable {
     private var expired = false
     /// True after `set()` (cancelled).
     var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
-    /// True when the last deadline passed while FFmpeg was waiting.
+    /// True once a deadline has passed while FFmpeg was waiting. Sticky: the interrupted AVIOContext
+    /// stays at EOF, and demuxers may first return what they had buffered (e.g. MPEG-TS flushes its
+    /// last packet), so the end that follows is a timeout, not the real end of the input.
     var timedOut: Bool { lock.lock(); defer { lock.unlock() }; return expired }
     func set() { lock.lock(); value = true; lock.unlock() }
 
-    /// Starts a time limit of `seconds` for the next I/O step (nil: none); clears `timedOut`.
+    /// Starts a time limit of `seconds` for the next I/O step (nil: none).
     func arm(_ seconds: Double?) {
         lock.lock(); defer { lock.unlock() }
-        expired = false
         if let seconds { deadline = DispatchTime.now().uptimeNanoseconds + UInt64(max(0, seconds) * 1e9) } else { deadline = 0 }
     }
 
@@ -29,8 +30,8 @@ final class InterruptFlag: @unchecked Sendable {
     func shouldInterrupt() -> Bool {
         lock.lock(); defer { lock.unlock() }
         if value { return true }
-        if deadline != 0 && DispatchTime.now().uptimeNanoseconds > deadline { expired = true }
-        return expired
+        if deadline != 0 && DispatchTime.now().uptimeNanoseconds > deadline { expired = true; return true }
+        return false
     }
 }
 
