@@ -84,6 +84,7 @@ public final class FrameSource {
         self.input = input
         self.options = options
         self.container = container
+        AllocationCap.allow(framePixels: options.maxPixels)
         let ctx = container.ctx
         let count = Int(ctx.pointee.nb_streams)
         let index: Int
@@ -311,6 +312,25 @@ public final class FrameSource {
             pendingError = MediaError(
                 input: input, operation: "decode",
                 message: "no frame could be decoded (\(stats.packetsRead) packets read, \(stats.decodeErrors) errors)")
+        }
+    }
+}
+
+/// FFmpeg's cap on any single allocation (`av_max_alloc`, process-wide, default 2 GiB): lowered to
+/// what the largest allowed frame needs, so a header claiming a huge packet or extradata size fails
+/// its allocation instead of reserving gigabytes. Only ever raised after the first call, so inputs
+/// opened with different `maxPixels` never starve each other.
+enum AllocationCap {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var current = 0
+
+    /// Makes room for frames of `framePixels` pixels: max(256 MiB, 8 bytes per pixel).
+    static func allow(framePixels: Int) {
+        let wanted = min(Int(Int32.max), max(256 << 20, framePixels.multipliedReportingOverflow(by: 8).overflow ? Int.max : framePixels * 8))
+        lock.lock(); defer { lock.unlock() }
+        if wanted > current {
+            current = wanted
+            av_max_alloc(wanted)
         }
     }
 }
