@@ -109,13 +109,31 @@ final class FormatContext {
                               message: "timed out after \(timeout) s (--io-timeout)")
         }
         if status == fp_averror(EINVAL) {
-            // What the whitelists refuse comes back as EINVAL (FFmpeg logs the detail).
+            // What the whitelists refuse comes back as EINVAL. Name the refused format when we can.
+            if let format = refusedFormat(policy), !policy.network {
+                return MediaError(input: input, operation: "open input", code: status,
+                                  message: "refused: the input is a '\(format)' file, which names further files to read; "
+                                    + (format == "concat" ? "concat lists are never read" : "playlists are read only from http(s) URLs"))
+            }
             return MediaError(input: input, operation: "open input", code: status,
                               message: "\(ffErrorString(status)) (or refused: this input may use only the \(policy.protocols) "
                                 + "protocol\(policy.protocols.contains(",") ? "s" : ""); playlists and lists of other files "
                                 + "are read only from http(s) URLs)")
         }
         return MediaError(input: input, operation: "open input", code: status)
+    }
+
+    /// For a local file that failed to open: the demuxer FFmpeg detects for it (`av_probe_input_buffer2`)
+    /// when that is one the policy refuses, else nil. Never probes stdin (that would consume it).
+    private static func refusedFormat(_ policy: InputPolicy) -> String? {
+        guard policy.url.hasPrefix("file:"), !policy.refusedFormats.isEmpty else { return nil }
+        var pb: UnsafeMutablePointer<AVIOContext>?
+        guard avio_open2(&pb, policy.url, AVIO_FLAG_READ, nil, nil) >= 0 else { return nil }
+        defer { avio_closep(&pb) }
+        var format: UnsafePointer<AVInputFormat>?
+        guard av_probe_input_buffer2(pb, &format, policy.url, nil, 0, 1 << 16) >= 0,
+              let name = format.map({ String(cString: $0.pointee.name) }) else { return nil }
+        return name.split(separator: ",").map(String.init).first { policy.refusedFormats.contains($0) }
     }
 
     deinit {

@@ -135,6 +135,7 @@ struct HostileCorpusTests {
         let cases = try makeCorpus(in: dir)
         var problems: [String] = []
         var full = 0, partial = 0, rejected = 0, framesTotal = 0
+        var byFamily: [String: (files: Int, full: Int, partial: Int, rejected: Int)] = [:]
         let groupSize = 12
         for start in stride(from: 0, to: cases.count, by: groupSize) {
             let group = Array(cases[start..<min(cases.count, start + groupSize)])
@@ -146,6 +147,11 @@ struct HostileCorpusTests {
                 let res = results[c.path]!
                 framesTotal += res.frames
                 if res.errors.isEmpty { full += 1 } else if res.frames > 0 { partial += 1 } else { rejected += 1 }
+                let family = String(c.kind.prefix { $0 != "-" }).trimmingCharacters(in: .decimalDigits)
+                var f = byFamily[family] ?? (0, 0, 0, 0)
+                f.files += 1
+                if res.errors.isEmpty { f.full += 1 } else if res.frames > 0 { f.partial += 1 } else { f.rejected += 1 }
+                byFamily[family] = f
                 // Every good frame before the damage is emitted (--every 2 keeps frames 0, 2, 4...);
                 // a last, partly read packet may yield one more.
                 if let complete = c.completePackets, complete > 0 {
@@ -160,6 +166,9 @@ struct HostileCorpusTests {
         print("hostile corpus: \(cases.count) files; \(full) read to the end, \(partial) stopped with an error after some frames, "
               + "\(rejected) refused with an error and no frames; \(framesTotal) frames emitted; "
               + "\(problems.count) problems (crashes, hangs, partial lines, missing or extra error records, lost frames)")
+        for (family, f) in byFamily.sorted(by: { $0.key < $1.key }) {
+            print("  \(family): \(f.files) files: \(f.full) to the end, \(f.partial) error after frames, \(f.rejected) refused")
+        }
         for p in problems { print("  \(p)") }
         #expect(problems.isEmpty, "\(problems.count) problems, first: \(problems.first ?? "")")
         #expect(cases.count >= 60)

@@ -7,6 +7,8 @@ import Glibc
 
 /// Issue 7, parts 2-3: hostile HLS playlists served from 127.0.0.1 cannot reach local files or
 /// other protocols; a silent server fails the input after --io-timeout and cannot block shutdown.
+/// (FFmpeg 5.1's HLS demuxer already limits what an http playlist may open; framepipe's policy
+/// narrows that further and is what keeps a local playlist from reading other files.)
 @Suite(.enabled(if: TestEnv.hasAssets), .serialized)
 struct HostileNetworkTests {
     static let model = TestEnv.asset("models/mobilenet_v2_1.0_224_imagenet.onnx")
@@ -43,13 +45,15 @@ struct HostileNetworkTests {
             "concat.m3u8": playlist(["concat:\(secret)|\(secret)"]),
             "self.m3u8": playlist(["self.m3u8", "self.m3u8"]),
             "mixed.m3u8": playlist(["seg.ts", "file://\(secret)"]),
+            "key.m3u8": Array(("#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXT-X-KEY:METHOD=AES-128,URI=\"file://\(secret)\"\n"
+                               + "#EXTINF:2.0,\nseg.ts\n#EXT-X-ENDLIST\n").utf8),
             "master.m3u8": Array("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=100000\nfile://\(d)/local.m3u8\n".utf8),
         ]
         try Data(playlist([secret])).write(to: URL(fileURLWithPath: "\(d)/local.m3u8"))
         let server = try LoopbackServer(mode: .http(files))
         defer { server.stop() }
         let base = "http://127.0.0.1:\(server.port)/"
-        let names = ["good", "file", "path", "subfile", "concat", "self", "mixed", "master"]
+        let names = ["good", "file", "path", "subfile", "concat", "self", "mixed", "master", "key"]
         let inputs = names.map { base + $0 + ".m3u8" } + ["\(d)/local.m3u8"]
 
         let r = try framepipe(["run", "--model", Self.model, "--quiet", "--jobs", "2", "--top-k", "1", "--every", "2",
@@ -59,7 +63,14 @@ struct HostileNetworkTests {
         var summary: [String] = []
         for (name, input) in zip(names + ["local"], inputs) {
             let res = results[input]!
-            summary.append("\(name): \(res.frames) frames\(res.errors.isEmpty ? "" : ", error: \(res.errors[0]["error"] ?? "")")")
+            // For the record: what FFmpeg's own defaults make of it (5.1's HLS demuxer already refuses
+            // most of these over http; a local playlist it follows).
+            let control = try shell("ffprobe -v error -select_streams v -show_entries stream=width -of csv=p=0 '\(input)'", timeout: 30)
+            let ffmpeg = control.stdoutText.isEmpty ? "refused" : "reads it"
+            summary.append("\(name): \(res.frames) frames\(res.errors.isEmpty ? "" : ", error: \(res.errors[0]["error"] ?? "")") [ffprobe: \(ffmpeg)]")
+            if name == "local" || name == "good" {
+                #expect(!control.stdoutText.isEmpty, "control: FFmpeg's defaults read \(name).m3u8")
+            }
             switch name {
             case "good":
                 #expect(res.frames == 10 && res.errors.isEmpty, "the control playlist must play: \(summary.last!)")
