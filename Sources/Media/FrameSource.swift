@@ -69,12 +69,14 @@ public final class FrameSource {
     /// Throws a `MediaError` naming the input when it cannot be opened, has no (such) video stream,
     /// or its codec has no decoder.
     public convenience init(input: String, options: SourceOptions = .init()) throws {
+        AllocationCap.allow(framePixels: options.maxPixels)  // before FFmpeg allocates anything for it
         try self.init(input: input, options: options, container: FormatContext(input: input, timeout: options.ioTimeout))
     }
 
     /// Decodes a whole input held in memory (read through a custom `AVIOContext`); `name` stands for
     /// it in errors. Such an input may not open any protocol or further file (no playlists).
     public convenience init(data: [UInt8], name: String, options: SourceOptions = .init()) throws {
+        AllocationCap.allow(framePixels: options.maxPixels)
         try self.init(input: name, options: options, container: FormatContext(data: data, name: name))
     }
 
@@ -84,7 +86,6 @@ public final class FrameSource {
         self.input = input
         self.options = options
         self.container = container
-        AllocationCap.allow(framePixels: options.maxPixels)
         let ctx = container.ctx
         let count = Int(ctx.pointee.nb_streams)
         let index: Int
@@ -108,8 +109,7 @@ public final class FrameSource {
         for i in 0..<count where i != index { ctx.pointee.streams[i]!.pointee.discard = AVDISCARD_ALL }
         let st = container.stream(index)
         let (w, h) = (Int(st.pointee.codecpar.pointee.width), Int(st.pointee.codecpar.pointee.height))
-        if w < 0 || h < 0 || w.multipliedReportingOverflow(by: h).partialValue > options.maxPixels
-            || w > Int(Int32.max) / max(h, 1) {
+        if w < 0 || h < 0 || w * h > options.maxPixels {  // Int32 values: the Int product cannot overflow
             throw MediaError(input: input, operation: "check frame size",
                              message: "the stream declares \(w)x\(h) frames, over the limit of \(options.maxPixels) pixels (--max-pixels)")
         }

@@ -188,7 +188,15 @@ struct HostileCorpusTests {
         #expect(results[Self.carphone]?.frames == 12)
         #expect(results[big]?.frames == 0)
         #expect((results[big]?.errors.first?["error"] as? String)?.contains("--max-pixels") == true, "\(r.stdoutText)")
-        let usage = try framepipe(["run", "--model", Self.model, "--max-pixels", "0", big])
-        #expect(usage.status == 2, "\(usage.stderrText)")
+        for bad in [["--max-pixels", "0"], ["--io-timeout", "-1"]] {
+            let usage = try framepipe(["run", "--model", Self.model] + bad + [big])
+            #expect(usage.status == 2, "\(bad): \(usage.stderrText)")
+            #expect(usage.stderrText.contains(bad[0]), "\(bad): \(usage.stderrText)")
+        }
+        // Both limits are documented in --help of run and frames.
+        for command in ["run", "frames"] {
+            let help = try framepipe([command, "--help"])
+            #expect(help.stdoutText.contains("--max-pixels") && help.stdoutText.contains("--io-timeout"), "\(command) --help")
+        }
     }
 }
