@@ -168,6 +168,68 @@ struct HostileFaultTests {
         #expect(npy.count == 10 + headerLen + 120 * 1280 * 4)
     }
 
+    /// True when strace works here (installed, and ptrace allowed).
+    static let canTrace: Bool = (try? shell("strace -f -o /dev/null true", timeout: 20))?.status == 0
+
+    @Test(.enabled(if: canTrace)) func outputFilesAreFsyncedThenRenamedThenTheFolderFsynced() throws {
+        let dir = try TestEnv.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let outDir = dir.appendingPathComponent("out").path
+        try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+        let trace = dir.appendingPathComponent("strace.txt").path
+        let r = try shell("strace -f -e trace=openat,fsync,fdatasync,rename,renameat,renameat2 -o '\(trace)' '\(TestEnv.framepipe)' run --model '\(Self.model)' --quiet --emit both --every 20 --output-dir '\(outDir)' '\(Self.carphone)'",
+                          timeout: 120)
+        #expect(r.status == 0, "\(r.stderrText)")
+        // Replay the calls of the syscall log: which path each fd is, what was fsynced, and when.
+        var fdPath: [String: String] = [:]
+        var synced = Set<String>()  // paths fsynced since they were opened
+        var renamed: [String: Int] = [:]  // final path -> event number of its rename
+        var dirSyncs: [Int] = []  // event numbers of fsyncs of the output folder
+        var problems: [String] = []
+        let text = try String(contentsOfFile: trace, encoding: .utf8)
+        // Calls interrupted by another thread's come in two pieces ("<unfinished ...>" and
+        // "<... name resumed>"): join them per thread id first.
+        var pending: [Substring: String] = [:]
+        var lines: [String] = []
+        for raw in text.split(separator: "\n") {
+            let pid = raw.prefix { $0 != " " }
+            if raw.hasSuffix("<unfinished ...>") {
+                pending[pid] = String(raw.dropLast("<unfinished ...>".count))
+            } else if raw.contains(" resumed>"), let head = pending.removeValue(forKey: pid) {
+                lines.append(head + (raw.components(separatedBy: " resumed>").last ?? ""))
+            } else {
+                lines.append(String(raw))
+            }
+        }
+        for (n, l) in lines.enumerated() {
+            let quoted = l.split(separator: "\"", omittingEmptySubsequences: false).enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) }
+            let result = l.components(separatedBy: " = ").last.flatMap { Int($0.split(separator: " ").first ?? "") }
+            if l.contains("openat("), let path = quoted.first, let fd = result, fd >= 0 {
+                fdPath[String(fd)] = path
+                synced.remove(path)
+            } else if l.contains("fsync(") || l.contains("fdatasync(") {
+                let fd = l.components(separatedBy: "sync(").last?.split(separator: ")").first.map(String.init) ?? ""
+                if let path = fdPath[fd], result == 0 {
+                    synced.insert(path)
+                    if path == outDir { dirSyncs.append(n) }
+                }
+            } else if l.contains("rename"), quoted.count >= 2, result == 0 {
+                let (from, to) = (quoted[0], quoted[quoted.count - 1])
+                if !synced.contains(from) { problems.append("\(to): renamed from \(from) before it was fsynced") }
+                renamed[to] = n
+            }
+        }
+        let finals = ["jsonl", "npy", "csv"].map { "\(outDir)/carphone_pristine.\($0)" }
+        for f in finals {
+            guard let at = renamed[f] else { problems.append("\(f): never renamed into place"); continue }
+            if !dirSyncs.contains(where: { $0 > at }) { problems.append("\(f): the folder was not fsynced after the rename") }
+        }
+        #expect(problems.isEmpty, "\(problems)")
+        #expect(renamed.keys.filter { $0.hasPrefix(outDir) }.count == 3)
+        // The .jsonl is renamed last: a present .jsonl means the whole set is there.
+        #expect(renamed[finals[0]].map { at in finals.dropFirst().allSatisfy { (renamed[$0] ?? .max) < at } } == true)
+    }
+
     /// Runs carphone with embeddings (~0.6 MB of .npy) into `outDir`, where writing must fail.
     func runIntoFailingDirectory(_ outDir: String, prefix: String, expect reason: String) throws {
         let r = try shell("\(prefix) exec '\(TestEnv.framepipe)' run --model '\(Self.model)' --quiet --emit both --output-dir '\(outDir)' '\(Self.carphone)'",
