@@ -41,7 +41,7 @@ struct InputPolicy: Equatable {
         case "rtmp", "rtmps", "rtmpt", "rtmpts": protocols = ["rtmp", "rtmps", "rtmpt", "rtmpts", "http", "https", "tls", "tcp"]
         case "rtp": protocols = ["rtp", "udp"]
         case "tls": protocols = ["tls", "tcp"]
-        default: protocols = [scheme, "tcp", "udp"]
+        default: protocols = [scheme] + ["tcp", "udp"].filter { $0 != scheme }  // udp, srt, tcp, ...
         }
         return InputPolicy(url: input, protocols: protocols.joined(separator: ","), network: true, refusedFormats: ["concat"])
     }
