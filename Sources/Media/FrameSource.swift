@@ -62,15 +62,30 @@ public final class FrameSource {
     private var packetEnd = -Double.infinity
     /// Key frames only: stream position of each key packet sent, by pts, until its frame comes out.
     private var keyPacketOrdinals: [Int64: Int] = [:]
+    /// True while a packet read has its time limit armed (kept across EAGAIN retries).
+    private var readArmed = false
 
     /// Opens `input` ("-" = stdin, or a URL) and its video stream, ready to decode.
     /// Throws a `MediaError` naming the input when it cannot be opened, has no (such) video stream,
     /// or its codec has no decoder.
-    public init(input: String, options: SourceOptions = .init()) throws {
+    public convenience init(input: String, options: SourceOptions = .init()) throws {
+        AllocationCap.allow(framePixels: options.maxPixels)  // before FFmpeg allocates anything for it
+        try self.init(input: input, options: options, container: FormatContext(input: input, timeout: options.ioTimeout))
+    }
+
+    /// Decodes a whole input held in memory (read through a custom `AVIOContext`); `name` stands for
+    /// it in errors. Such an input may not open any protocol or further file (no playlists).
+    public convenience init(data: [UInt8], name: String, options: SourceOptions = .init()) throws {
+        AllocationCap.allow(framePixels: options.maxPixels)
+        try self.init(input: name, options: options, container: FormatContext(data: data, name: name))
+    }
+
+    private init(input: String, options: SourceOptions, container: FormatContext) throws {
         precondition(options.sampling.validationError == nil, options.sampling.validationError ?? "")
+        precondition(options.limitsError == nil, options.limitsError ?? "")
         self.input = input
         self.options = options
-        container = try FormatContext(input: input)
+        self.container = container
         let ctx = container.ctx
         let count = Int(ctx.pointee.nb_streams)
         let index: Int
@@ -93,12 +108,17 @@ public final class FrameSource {
         // Let the demuxer skip every other stream (e.g. audio).
         for i in 0..<count where i != index { ctx.pointee.streams[i]!.pointee.discard = AVDISCARD_ALL }
         let st = container.stream(index)
+        let (w, h) = (Int(st.pointee.codecpar.pointee.width), Int(st.pointee.codecpar.pointee.height))
+        if w < 0 || h < 0 || w * h > options.maxPixels {  // Int32 values: the Int product cannot overflow
+            throw MediaError(input: input, operation: "check frame size",
+                             message: "the stream declares \(w)x\(h) frames, over the limit of \(options.maxPixels) pixels (--max-pixels)")
+        }
         streamIndex = Int32(index)
         stream = StreamInfo(stream: st, container: ctx)
         timeBase = stream.timeBase.value ?? 0
         promisedEnd = FrameSource.promisedEnd(of: st, timeBase: timeBase, start: stream.startTime ?? 0)
         decoder = try VideoDecoder(stream: st, threads: options.decoderThreads,
-                              keyframesOnly: options.sampling.keyframesOnly, input: input)
+                                   keyframesOnly: options.sampling.keyframesOnly, maxPixels: options.maxPixels, input: input)
         sampler = FrameSampler(options: options.sampling)
         nextIndex = 0
         if let start = options.sampling.start { seek(to: start) }
@@ -149,6 +169,11 @@ public final class FrameSource {
     private func take() -> DecodedFrame? {
         stats.framesDecoded += 1
         let f = work.frame.pointee
+        if Int(f.width) * Int(f.height) > options.maxPixels {  // the decoder's own check should have caught it
+            stats.decodeErrors += 1
+            av_frame_unref(work.frame)
+            return nil
+        }
         if (f.flags & AV_FRAME_FLAG_CORRUPT) != 0 || f.decode_error_flags != 0 { stats.decodeErrors += 1 }
         let pts: Double
         if f.best_effort_timestamp != FFCode.noPTS {
@@ -206,13 +231,20 @@ public final class FrameSource {
         let pkt = packet.pkt
         while true {
             if !packetPending {
+                if !readArmed { container.interrupt.arm(options.ioTimeout); readArmed = true }
                 let status = av_read_frame(container.ctx, pkt)
-                if status == FFCode.again && !container.interrupt.isSet {
+                if status == FFCode.again && !container.interrupt.isSet && !container.interrupt.shouldInterrupt() {
                     usleep(2_000)  // a non-blocking live input has no packet yet
                     continue
                 }
+                readArmed = false
                 if status < 0 {
-                    if status != FFCode.eof && status != FFCode.exit && !container.interrupt.isSet {
+                    if container.interrupt.timedOut && !container.interrupt.isSet {
+                        container.interrupt.arm(nil)
+                        pendingError = MediaError(
+                            input: input, operation: "read packet",
+                            message: "no data for \(options.ioTimeout ?? 0) s after \(stats.packetsRead) packets (--io-timeout)")
+                    } else if status != FFCode.eof && status != FFCode.exit && !container.interrupt.isSet {
                         var message = "\(ffErrorString(status)) after \(stats.packetsRead) packets (input damaged or truncated)"
                         if stats.packetsRead == 0 && !container.isSeekable {
                             message += "; note: an MP4 whose index (moov) is at the end cannot be read from a pipe: "
@@ -280,6 +312,25 @@ public final class FrameSource {
             pendingError = MediaError(
                 input: input, operation: "decode",
                 message: "no frame could be decoded (\(stats.packetsRead) packets read, \(stats.decodeErrors) errors)")
+        }
+    }
+}
+
+/// FFmpeg's cap on any single allocation (`av_max_alloc`, process-wide, default 2 GiB): lowered to
+/// what the largest allowed frame needs, so a header claiming a huge packet or extradata size fails
+/// its allocation instead of reserving gigabytes. Only ever raised after the first call, so inputs
+/// opened with different `maxPixels` never starve each other.
+enum AllocationCap {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var current = 0
+
+    /// Makes room for frames of `framePixels` pixels: max(256 MiB, 8 bytes per pixel).
+    static func allow(framePixels: Int) {
+        let wanted = min(Int(Int32.max), max(256 << 20, framePixels.multipliedReportingOverflow(by: 8).overflow ? Int.max : framePixels * 8))
+        lock.lock(); defer { lock.unlock() }
+        if wanted > current {
+            current = wanted
+            av_max_alloc(wanted)
         }
     }
 }

@@ -48,17 +48,40 @@ public struct SamplingOptions: Sendable, Equatable {
 
 /// How a `FrameSource` opens and decodes its input.
 public struct SourceOptions: Sendable {
+    /// The default `maxPixels`: 8192 x 8192.
+    public static let defaultMaxPixels = 8192 * 8192
+    /// The default `ioTimeout` in seconds.
+    public static let defaultIOTimeout = 30.0
+
     /// The stream to decode (container stream index); nil picks the best video stream.
     public var streamIndex: Int? = nil
     /// Decoder threads (frame + slice threading); 0 lets FFmpeg choose.
     public var decoderThreads: Int = 0
     /// Which decoded frames are kept.
     public var sampling = SamplingOptions()
+    /// Largest frame accepted, in pixels (width x height). Checked against the stream's header
+    /// before the decoder is opened, and by the decoder itself (`AVCodecContext.max_pixels`) before
+    /// it allocates any frame, so a header claiming 65535x65535 costs nothing.
+    public var maxPixels: Int = SourceOptions.defaultMaxPixels
+    /// Seconds that opening the input, and then each packet read, may take before the input fails
+    /// (FFmpeg's interrupt callback; network protocols poll it, local files never block that long);
+    /// nil: no limit.
+    public var ioTimeout: Double? = SourceOptions.defaultIOTimeout
 
     /// Creates source options; everything is defaulted.
-    public init(streamIndex: Int? = nil, decoderThreads: Int = 0, sampling: SamplingOptions = SamplingOptions()) {
+    public init(streamIndex: Int? = nil, decoderThreads: Int = 0, sampling: SamplingOptions = SamplingOptions(),
+                maxPixels: Int = SourceOptions.defaultMaxPixels, ioTimeout: Double? = SourceOptions.defaultIOTimeout) {
         self.streamIndex = streamIndex
         self.decoderThreads = decoderThreads
         self.sampling = sampling
+        self.maxPixels = maxPixels
+        self.ioTimeout = ioTimeout
+    }
+
+    /// A problem with the limits, or nil when they are usable.
+    public var limitsError: String? {
+        if maxPixels < 1 { return "--max-pixels must be at least 1 (got \(maxPixels))" }
+        if let t = ioTimeout, !(t > 0 && t.isFinite) { return "--io-timeout must be a positive number of seconds (got \(t))" }
+        return nil
     }
 }

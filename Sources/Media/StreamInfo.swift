@@ -125,9 +125,11 @@ public struct ProbeInfo: Sendable, Codable, Equatable {
     public var streams: [StreamInfo]
 
     /// Opens `input` (path, `-` for stdin, or URL) and describes it (`avformat_open_input`,
-    /// `avformat_find_stream_info`). Throws a `MediaError` naming the input when it cannot be read.
-    public static func probe(_ input: String) throws -> ProbeInfo {
-        let container = try FormatContext(input: input)
+    /// `avformat_find_stream_info`), under the same protocol policy as `FrameSource`; opening must
+    /// finish within `timeout` seconds (nil: no limit). Throws a `MediaError` naming the input when
+    /// it cannot be read.
+    public static func probe(_ input: String, timeout: Double? = SourceOptions.defaultIOTimeout) throws -> ProbeInfo {
+        let container = try FormatContext(input: input, timeout: timeout)
         let ctx = container.ctx
         var streams: [StreamInfo] = []
         for i in 0..<Int(ctx.pointee.nb_streams) {

@@ -18,8 +18,8 @@ final class VideoDecoder {
     let input: String
 
     /// Opens a decoder for `stream` (`avcodec_find_decoder`, `avcodec_parameters_to_context`,
-    /// `avcodec_open2`) with frame+slice threading and, for `keyframesOnly`, `skip_frame = AVDISCARD_NONKEY`.
-    init(stream: UnsafeMutablePointer<AVStream>, threads: Int, keyframesOnly: Bool, input: String) throws {
+    /// `avcodec_open2`) with frame+slice threading, `max_pixels`, and, for `keyframesOnly`, `skip_frame = AVDISCARD_NONKEY`.
+    init(stream: UnsafeMutablePointer<AVStream>, threads: Int, keyframesOnly: Bool, maxPixels: Int, input: String) throws {
         self.input = input
         let par = stream.pointee.codecpar!
         let streamName = "stream \(stream.pointee.index)"
@@ -38,6 +38,8 @@ final class VideoDecoder {
         ctx.pointee.thread_count = Int32(clamping: threads)
         ctx.pointee.thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE
         if keyframesOnly { ctx.pointee.skip_frame = AVDISCARD_NONKEY }
+        // Checked by FFmpeg (av_image_check_size2) before any frame buffer is allocated.
+        ctx.pointee.max_pixels = Int64(maxPixels)
         try ff(avcodec_open2(ctx, codec, nil), "open decoder (\(streamName), codec '\(String(cString: codec.pointee.name))')",
                input: input)
     }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Media
 
-/// Stream selection, decoder threads and frame sampling flags, shared by `frames` and `run`
+/// Stream selection, decoder threads, frame sampling and input limits flags, shared by `frames` and `run`
 /// (`@OptionGroup var sampling: SamplingFlags`).
 struct SamplingFlags: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Video stream index to decode (default: the best video stream).", valueName: "index"))
@@ -26,6 +26,16 @@ struct SamplingFlags: ParsableArguments {
     @Option(name: .customLong("decoder-threads"), help: ArgumentHelp("Decoder threads (0 = FFmpeg chooses).", valueName: "n"))
     var decoderThreads: Int = 0
 
+    @Option(name: .customLong("max-pixels"), help: ArgumentHelp(
+        "Largest frame accepted, in pixels (width x height), checked before any frame is allocated (default 8192x8192).",
+        valueName: "n"))
+    var maxPixels: Int = SourceOptions.defaultMaxPixels
+
+    @Option(name: .customLong("io-timeout"), help: ArgumentHelp(
+        "Seconds that opening an input, and then each read, may wait for data before the input fails (network inputs; 0 = no limit).",
+        valueName: "seconds"))
+    var ioTimeout: Double = SourceOptions.defaultIOTimeout
+
     /// The sampling part alone.
     var sampling: SamplingOptions {
         SamplingOptions(every: every, fps: fps, keyframesOnly: keyframes, start: start, end: end)
@@ -33,7 +43,8 @@ struct SamplingFlags: ParsableArguments {
 
     /// The options for `FrameSource` (stream, decoder threads, sampling).
     func sourceOptions() -> SourceOptions {
-        SourceOptions(streamIndex: stream, decoderThreads: decoderThreads, sampling: sampling)
+        SourceOptions(streamIndex: stream, decoderThreads: decoderThreads, sampling: sampling,
+                      maxPixels: maxPixels, ioTimeout: ioTimeout == 0 ? nil : ioTimeout)
     }
 
     /// Cross-field checks. A bad value is a usage error: message on stderr, exit status 2.
@@ -41,6 +52,8 @@ struct SamplingFlags: ParsableArguments {
         var problem = sampling.validationError
         if let stream, stream < 0 { problem = "--stream must be >= 0 (got \(stream))" }
         if decoderThreads < 0 { problem = "--decoder-threads must be >= 0 (got \(decoderThreads))" }
+        if maxPixels < 1 { problem = "--max-pixels must be at least 1 (got \(maxPixels))" }
+        if !(ioTimeout >= 0 && ioTimeout.isFinite) { problem = "--io-timeout must be >= 0 seconds (got \(ioTimeout))" }
         if let problem { throw usageFailure(problem) }
     }
 }
