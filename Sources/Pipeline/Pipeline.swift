@@ -155,11 +155,15 @@ public final class Pipeline: @unchecked Sendable {
         started = DispatchTime.now()
         let jobSlots = DispatchSemaphore(value: max(1, options.jobs))
         let scaleGroup = DispatchGroup()
+        // Every stage thread, so that run() returns only when none is still inside FFmpeg or oneDNN
+        // (a process exiting under a running primitive would tear down its globals mid-call).
+        let stages = DispatchGroup()
         let done = DispatchSemaphore(value: 0)
 
         let inferQueue = DispatchQueue(label: "framepipe.infer", qos: .userInitiated)
         let emitQueue = DispatchQueue(label: "framepipe.emit", qos: .userInitiated)
-        inferQueue.async { self.inferLoop() }
+        stages.enter()
+        inferQueue.async { self.inferLoop(); stages.leave() }
         emitQueue.async { self.emitLoop(jobSlots: jobSlots); done.signal() }
 
         let coordinator = DispatchQueue(label: "framepipe.inputs")
@@ -176,16 +180,27 @@ public final class Pipeline: @unchecked Sendable {
                                                      policy: plan.live ? .dropOldest : .block))
                 self.lock.lock(); self.activeJobs.append(job); self.lock.unlock()
                 scaleGroup.enter()
-                DispatchQueue(label: "framepipe.decode.\(n)", qos: .userInitiated).async { self.decodeLoop(job) }
+                stages.enter()
+                DispatchQueue(label: "framepipe.decode.\(n)", qos: .userInitiated).async {
+                    self.decodeLoop(job)
+                    stages.leave()
+                }
+                stages.enter()
                 DispatchQueue(label: "framepipe.scale.\(n)", qos: .userInitiated).async {
                     self.scaleLoop(job)
                     scaleGroup.leave()
+                    stages.leave()
                 }
             }
             scaleGroup.wait()
             self.inferLink.close()
         }
         done.wait()
+        // After a cancel the other stages stop within a frame or a batch; a read blocked on a
+        // silent network input ends by its I/O time limit. Don't wait forever for that one.
+        if stages.wait(timeout: .now() + 15) == .timedOut {
+            log("some stage did not stop within 15 s of the end of the run")
+        }
 
         lock.lock(); defer { lock.unlock() }
         let wall = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9

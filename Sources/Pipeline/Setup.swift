@@ -69,57 +69,14 @@ public final class LoadedModel: @unchecked Sendable {
         guard FileManager.default.fileExists(atPath: path) else {
             throw SetupError("\(path): model file not found")
         }
-        let model: Model = KerasModel.isHDF5(path: path) ? try KerasModel.load(path: path) : try Model.load(path: path)
-        let sidecar = try ModelSidecar.load(forModel: path)
-        let sidecarPath = ModelSidecar.path(forModel: path)
-        let side = sidecar ?? ModelSidecar()
-        var prov: [String: String] = [:]
-        func from<T>(_ key: String, _ flag: T?, _ car: T?, _ fallback: T, _ fallbackWhy: String) -> T {
-            if let flag { prov[key] = "flag"; return flag }
-            if let car { prov[key] = "sidecar \(sidecarPath)"; return car }
-            prov[key] = fallbackWhy
-            return fallback
-        }
-        var sideResize: ResizeMode?
-        if let r = side.resize {
-            guard let mode = ResizeMode(rawValue: r) else {
-                throw SetupError("\(sidecarPath): unknown resize mode '\(r)' (stretch, center-crop, letterbox)")
-            }
-            sideResize = mode
-        }
-        // Output names in the sidecar are a check that it describes this model.
-        if let e = side.embedding, e != model.embeddingOutput {
-            throw SetupError("\(sidecarPath): says the embedding is '\(e)', but the model's is '\(model.embeddingOutput)'")
-        }
-        if let l = side.logits, l != model.logitsOutput {
-            throw SetupError("\(sidecarPath): says the logits are '\(l)', but the model's are '\(model.logitsOutput ?? "none")'")
-        }
-
-        let shape = model.inputShape  // [C, H, W]
-        guard shape.count == 3, shape[0] == 3 else {
-            throw SetupError("\(path): input '\(model.inputName)' has shape \(shape); framepipe feeds RGB images [3, H, W]")
-        }
-        let modelH = shape[1] > 0 ? shape[1] : nil, modelW = shape[2] > 0 ? shape[2] : nil
-        let width = from("width", s.width, side.width, modelW ?? 224, modelW != nil ? "model input" : "default")
-        let height = from("height", s.height, side.height, modelH ?? 224, modelH != nil ? "model input" : "default")
-        if let mw = modelW, let mh = modelH, mw != width || mh != height {
-            throw SetupError("\(path): the model takes \(mw)x\(mh) images, but \(width)x\(height) was asked for")
-        }
-        let mean = from("mean", s.mean, side.mean, [127.5, 127.5, 127.5], "default ([-1, 1] scaling)")
-        let std = from("std", s.std, side.std, [127.5, 127.5, 127.5], "default ([-1, 1] scaling)")
-        for (name, v) in [("mean", mean), ("std", std)] where v.count != 3 {
-            throw SetupError("--\(name) needs 3 values (R,G,B), got \(v.count)")
-        }
-        if std.contains(where: { $0 <= 0 }) { throw SetupError("--std values must be positive") }
-        let resize = from("resize", s.resize, sideResize, ResizeMode.stretch, "default")
-        let preprocess = Preprocess(width: width, height: height, mode: resize, mean: mean, std: std)
-
-        let labels = try loadLabels(settings: s, sidecar: sidecar.map { ($0, sidecarPath) }, modelPath: path,
-                                    classCount: model.classCount, provenance: &prov)
-
+        let model = try loadModelFile(path)
+        let setup = try ModelInputSetup(model: model, path: path, settings: s)
+        var prov = setup.provenance
+        let labels = try loadLabels(settings: s, sidecar: setup.sidecar.map { ($0, ModelSidecar.path(forModel: path)) },
+                                    modelPath: path, classCount: model.classCount, provenance: &prov)
         let engine = try Engine(model: model, precision: s.precision, maxBatch: s.batchSize, threads: s.threads)
         try engine.warmUp()
-        return LoadedModel(path: path, model: model, runner: EngineRunner(engine: engine), preprocess: preprocess,
+        return LoadedModel(path: path, model: model, runner: EngineRunner(engine: engine), preprocess: setup.preprocess,
                            labels: labels, provenance: prov)
     }
 
@@ -171,6 +128,69 @@ public final class LoadedModel: @unchecked Sendable {
         }
         prov["labels"] = "none (class indices only; pass --labels FILE)"
         return nil
+    }
+}
+
+/// Loads an ONNX or Keras H5 model file (told apart by content), verified and optimised.
+public func loadModelFile(_ path: String) throws -> Model {
+    KerasModel.isHDF5(path: path) ? try KerasModel.load(path: path) : try Model.load(path: path)
+}
+
+/// A model's effective input preprocessing: flags over sidecar over the model's own input shape
+/// over framepipe's defaults, with where each setting came from. Also checks that the sidecar
+/// describes this model.
+public struct ModelInputSetup {
+    public let preprocess: Preprocess
+    public let sidecar: ModelSidecar?
+    /// Setting name -> where its value came from ("flag", "sidecar PATH", "model input", "default").
+    public let provenance: [String: String]
+
+    public init(model: Model, path: String, settings s: ModelSettings) throws {
+        let sidecar = try ModelSidecar.load(forModel: path)
+        let sidecarPath = ModelSidecar.path(forModel: path)
+        let side = sidecar ?? ModelSidecar()
+        var prov: [String: String] = [:]
+        func from<T>(_ key: String, _ flag: T?, _ car: T?, _ fallback: T, _ fallbackWhy: String) -> T {
+            if let flag { prov[key] = "flag"; return flag }
+            if let car { prov[key] = "sidecar \(sidecarPath)"; return car }
+            prov[key] = fallbackWhy
+            return fallback
+        }
+        var sideResize: ResizeMode?
+        if let r = side.resize {
+            guard let mode = ResizeMode(rawValue: r) else {
+                throw SetupError("\(sidecarPath): unknown resize mode '\(r)' (stretch, center-crop, letterbox)")
+            }
+            sideResize = mode
+        }
+        // Output names in the sidecar are a check that it describes this model.
+        if let e = side.embedding, e != model.embeddingOutput {
+            throw SetupError("\(sidecarPath): says the embedding is '\(e)', but the model's is '\(model.embeddingOutput)'")
+        }
+        if let l = side.logits, l != model.logitsOutput {
+            throw SetupError("\(sidecarPath): says the logits are '\(l)', but the model's are '\(model.logitsOutput ?? "none")'")
+        }
+
+        let shape = model.inputShape  // [C, H, W]
+        guard shape.count == 3, shape[0] == 3 else {
+            throw SetupError("\(path): input '\(model.inputName)' has shape \(shape); framepipe feeds RGB images [3, H, W]")
+        }
+        let modelH = shape[1] > 0 ? shape[1] : nil, modelW = shape[2] > 0 ? shape[2] : nil
+        let width = from("width", s.width, side.width, modelW ?? 224, modelW != nil ? "model input" : "default")
+        let height = from("height", s.height, side.height, modelH ?? 224, modelH != nil ? "model input" : "default")
+        if let mw = modelW, let mh = modelH, mw != width || mh != height {
+            throw SetupError("\(path): the model takes \(mw)x\(mh) images, but \(width)x\(height) was asked for")
+        }
+        let mean = from("mean", s.mean, side.mean, [127.5, 127.5, 127.5], "default ([-1, 1] scaling)")
+        let std = from("std", s.std, side.std, [127.5, 127.5, 127.5], "default ([-1, 1] scaling)")
+        for (name, v) in [("mean", mean), ("std", std)] where v.count != 3 {
+            throw SetupError("--\(name) needs 3 values (R,G,B), got \(v.count)")
+        }
+        if std.contains(where: { $0 <= 0 }) { throw SetupError("--std values must be positive") }
+        let resize = from("resize", s.resize, sideResize, ResizeMode.stretch, "default")
+        self.preprocess = Preprocess(width: width, height: height, mode: resize, mean: mean, std: std)
+        self.sidecar = sidecar
+        self.provenance = prov
     }
 }
 
