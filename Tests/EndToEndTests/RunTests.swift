@@ -181,6 +181,15 @@ struct RunTests {
         }
     }
 
+    @Test func helpListsEveryGroupOfFlags() throws {
+        let r = try framepipe(["run", "--help"])
+        #expect(r.status == 0)
+        for flag in ["--model", "--precision", "--threads", "--every", "--fps", "--keyframes", "--batch", "--emit",
+                     "--top-k", "--embedding-encoding", "--output-dir", "--jobs", "--max-latency", "--quiet"] {
+            #expect(r.stdoutText.contains(flag), "run --help lacks \(flag)")
+        }
+    }
+
     @Test func usageErrorsExitTwo() throws {
         for args in [["run", "--batch", "0", Self.slideshow], ["run", "--emit", "everything", Self.slideshow],
                      ["run", "--model", Self.model, "--output-dir", "/nonexistent/dir", Self.slideshow]] {
