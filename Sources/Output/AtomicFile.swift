@@ -71,16 +71,8 @@ public final class AtomicFile {
     /// Writes out the buffer.
     public func flush() throws {
         guard !buffer.isEmpty else { return }
-        try buffer.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw OutputError(path: tempPath, operation: "write")
-                }
-                offset += n
-            }
+        if let code = buffer.withUnsafeBytes({ writeAll(fd, $0) }) {
+            throw OutputError(path: tempPath, operation: "write", code: code)
         }
         buffer.removeAll(keepingCapacity: true)
     }

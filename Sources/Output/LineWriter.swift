@@ -26,17 +26,9 @@ public final class LineWriter: @unchecked Sendable {
     public func write(_ bytes: [UInt8]) throws {
         lock.lock(); defer { lock.unlock() }
         if isClosed { throw Closed() }
-        try bytes.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    if errno == EPIPE { isClosed = true; throw Closed() }
-                    throw OutputError(path: fd == STDOUT_FILENO ? "stdout" : "fd \(fd)", operation: "write")
-                }
-                offset += n
-            }
+        if let code = bytes.withUnsafeBytes({ writeAll(fd, $0) }) {
+            if code == EPIPE { isClosed = true; throw Closed() }
+            throw OutputError(path: fd == STDOUT_FILENO ? "stdout" : "fd \(fd)", operation: "write", code: code)
         }
     }
 }

@@ -71,16 +71,8 @@ public final class StreamLog: @unchecked Sendable {
         precondition(line.last == 10, "a stream log line must end with a newline")
         lock.lock(); defer { lock.unlock() }
         if size > 0 && size + line.count > rotateBytes { try rotate() }
-        try line.withUnsafeBytes { raw in
-            var off = 0
-            while off < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw OutputError(path: path, operation: "append")
-                }
-                off += n
-            }
+        if let code = line.withUnsafeBytes({ writeAll(fd, $0) }) {
+            throw OutputError(path: path, operation: "append", code: code)
         }
         size += line.count
     }

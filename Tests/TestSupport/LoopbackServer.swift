@@ -3,11 +3,31 @@ import Foundation
 import Glibc
 #endif
 
+/// A failure while setting up a test fixture.
+public struct TestSupportError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// A deterministic random generator (SplitMix64), so generated test data is the same on every run.
+public struct SplitMix {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    public mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
+}
+
 /// A TCP server on 127.0.0.1 (a free port) for hostile-network tests: silent, send-then-stall, or a
 /// minimal HTTP/1.0 file server. Stops by itself after `lifetime` seconds at the latest.
-/// (A copy lives in Tests/EndToEndTests/HostileSupport.swift: test targets share no sources but TestSupport.)
-final class LoopbackServer: @unchecked Sendable {
-    enum Mode {
+public final class LoopbackServer: @unchecked Sendable {
+    public enum Mode {
         /// Accepts connections and never sends a byte.
         case silent
         /// Sends these bytes to each client, then keeps the connection open without sending more.
@@ -16,7 +36,7 @@ final class LoopbackServer: @unchecked Sendable {
         case http([String: [UInt8]])
     }
 
-    let port: Int
+    public let port: Int
     private let fd: Int32
     private let mode: Mode
     private let lock = NSLock()
@@ -24,12 +44,12 @@ final class LoopbackServer: @unchecked Sendable {
     private var stopped = false
     private var accepted = 0
     /// Connections accepted so far.
-    var connections: Int { lock.lock(); defer { lock.unlock() }; return accepted }
+    public var connections: Int { lock.lock(); defer { lock.unlock() }; return accepted }
 
-    init(mode: Mode, lifetime: TimeInterval = 120) throws {
+    public init(mode: Mode, lifetime: TimeInterval = 120) throws {
         self.mode = mode
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw FixtureError("socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw TestSupportError("socket: \(String(cString: strerror(errno)))") }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = 0
@@ -41,7 +61,7 @@ final class LoopbackServer: @unchecked Sendable {
             }
         }
         self.fd = fd
-        guard ok else { close(fd); throw FixtureError("bind/listen: \(String(cString: strerror(errno)))") }
+        guard ok else { close(fd); throw TestSupportError("bind/listen: \(String(cString: strerror(errno)))") }
         port = Int(UInt16(bigEndian: addr.sin_port))
         Thread { [self] in acceptLoop() }.start()
         DispatchQueue.global().asyncAfter(deadline: .now() + lifetime) { [weak self] in self?.stop() }
@@ -50,7 +70,7 @@ final class LoopbackServer: @unchecked Sendable {
     deinit { stop() }
 
     /// Closes the listening socket and every connection (idempotent).
-    func stop() {
+    public func stop() {
         lock.lock()
         if stopped { lock.unlock(); return }
         stopped = true
