@@ -10,10 +10,18 @@ import Foundation
 final class InterruptFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
+    /// A cancel from outside that may come before the source even exists (e.g. during open).
+    private let external: CancellationToken?
+
+    init(external: CancellationToken? = nil) { self.external = external }
+
     private var deadline: UInt64 = 0  // uptime ns; 0 = none
     private var expired = false
     /// True after `set()` (cancelled).
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    var isSet: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return value || external?.isCancelled == true
+    }
     /// True once a deadline has passed while FFmpeg was waiting. Sticky: the interrupted AVIOContext
     /// stays at EOF, and demuxers may first return what they had buffered (e.g. MPEG-TS flushes its
     /// last packet), so the end that follows is a timeout, not the real end of the input.
@@ -29,10 +37,21 @@ final class InterruptFlag: @unchecked Sendable {
     /// The callback's answer: interrupt when cancelled or past the deadline.
     func shouldInterrupt() -> Bool {
         lock.lock(); defer { lock.unlock() }
-        if value { return true }
+        if value || external?.isCancelled == true { return true }
         if deadline != 0 && DispatchTime.now().uptimeNanoseconds > deadline { expired = true; return true }
         return false
     }
+}
+
+/// A cancel request that can be made before or while an input is opened (from any thread): give it
+/// to `SourceOptions.cancellation`, and `cancel()` makes a blocked open or read give up soon, like
+/// `FrameSource.cancel()` does once the source exists.
+public final class CancellationToken: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cancelled = false
+    public init() {}
+    public func cancel() { lock.lock(); cancelled = true; lock.unlock() }
+    public var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return cancelled }
 }
 
 /// Owns an opened demuxer (`AVFormatContext`); `deinit` calls `avformat_close_input`.
@@ -42,7 +61,7 @@ final class FormatContext {
     /// The input as the user named it.
     let input: String
     /// Set by `FrameSource.cancel()`; makes blocking I/O return `AVERROR_EXIT`.
-    let interrupt = InterruptFlag()
+    let interrupt: InterruptFlag
 
     /// Custom I/O for in-memory input (kept alive as long as the context).
     private let memoryIO: MemoryIO?
@@ -54,18 +73,21 @@ final class FormatContext {
 
     /// Opens `input` and reads its stream parameters (`avformat_open_input`, `avformat_find_stream_info`)
     /// under `InputPolicy.forInput(input)`; opening as a whole must finish within `timeout` seconds.
-    convenience init(input: String, timeout: Double? = nil) throws {
-        try self.init(input: input, policy: InputPolicy.forInput(input), memory: nil, timeout: timeout)
+    convenience init(input: String, timeout: Double? = nil, cancellation: CancellationToken? = nil) throws {
+        try self.init(input: input, policy: InputPolicy.forInput(input), memory: nil, timeout: timeout,
+                      cancellation: cancellation)
     }
 
     /// Opens bytes in memory through a custom `AVIOContext` (`avio_alloc_context`); no protocol may
     /// be opened from inside them. `name` stands for the input in errors.
     convenience init(data: [UInt8], name: String) throws {
-        try self.init(input: name, policy: .memory, memory: MemoryIO(data, name: name), timeout: nil)
+        try self.init(input: name, policy: .memory, memory: MemoryIO(data, name: name), timeout: nil, cancellation: nil)
     }
 
-    private init(input: String, policy: InputPolicy, memory: MemoryIO?, timeout: Double?) throws {
+    private init(input: String, policy: InputPolicy, memory: MemoryIO?, timeout: Double?,
+                 cancellation: CancellationToken?) throws {
         self.input = input
+        self.interrupt = InterruptFlag(external: cancellation)
         self.memoryIO = memory
         if policy.network { _ = FormatContext.networkInit }
         guard let allocated = avformat_alloc_context() else {

@@ -70,7 +70,8 @@ public final class FrameSource {
     /// or its codec has no decoder.
     public convenience init(input: String, options: SourceOptions = .init()) throws {
         AllocationCap.allow(framePixels: options.maxPixels)  // before FFmpeg allocates anything for it
-        try self.init(input: input, options: options, container: FormatContext(input: input, timeout: options.ioTimeout))
+        try self.init(input: input, options: options, container: FormatContext(input: input, timeout: options.ioTimeout,
+                                                                          cancellation: options.cancellation))
     }
 
     /// Decodes a whole input held in memory (read through a custom `AVIOContext`); `name` stands for

@@ -67,6 +67,8 @@ public struct SourceOptions: Sendable {
     /// (FFmpeg's interrupt callback; network protocols poll it, local files never block that long);
     /// nil: no limit.
     public var ioTimeout: Double? = SourceOptions.defaultIOTimeout
+    /// Cancels opening and reading from outside (nil: only `FrameSource.cancel()`).
+    public var cancellation: CancellationToken? = nil
 
     /// Creates source options; everything is defaulted.
     public init(streamIndex: Int? = nil, decoderThreads: Int = 0, sampling: SamplingOptions = SamplingOptions(),

@@ -64,6 +64,9 @@ public struct InputPlan {
     public var makeWriter: () throws -> SampleWriter
     /// Makes the input's file sink, or nil to write only to stdout.
     public var makeSink: (() throws -> FrameSink)?
+    /// Called when the input is cancelled, also while `openReader` may still be blocked in an open
+    /// (a silent server): lets the reader-to-be give up at once.
+    public var cancelOpen: (() -> Void)?
     /// Live input: decoded frames are dropped (oldest first) rather than blocking, and partial
     /// batches go out after `maxLatency`.
     public var live: Bool

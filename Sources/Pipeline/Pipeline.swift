@@ -481,16 +481,16 @@ final class Job: @unchecked Sendable {
         lock.lock(); if _failure == nil { _failure = message }; lock.unlock()
     }
 
-    /// Interrupts the reader (the decode loop then ends this input).
+    /// Interrupts the reader, or its opening (the decode loop then ends this input).
     func cancelReader() {
         lock.lock(); let r = reader; lock.unlock()
-        r?.cancel()
+        if let r { r.cancel() } else { plan.cancelOpen?() }
     }
 
     /// Stops the whole input.
     func cancel() {
         lock.lock(); _cancelled = true; let r = reader; lock.unlock()
-        r?.cancel()
+        if let r { r.cancel() } else { plan.cancelOpen?() }
         frameLink.cancel()
     }
 

@@ -247,10 +247,15 @@ public func isLiveInput(_ input: String) -> Bool {
 public func makeInputPlan(input: String, model: LoadedModel, source: SourceOptions, live: Bool? = nil,
                           sink: (() throws -> FrameSink)? = nil) -> InputPlan {
     let preprocess = model.preprocess
-    return InputPlan(
+    let token = CancellationToken()
+    var options = source
+    options.cancellation = token
+    var plan = InputPlan(
         name: input,
         live: live ?? isLiveInput(input),
-        openReader: { MediaReader(try FrameSource(input: input, options: source)) },
+        openReader: { [options] in MediaReader(try FrameSource(input: input, options: options)) },
         makeWriter: { ScalerWriter(TensorScaler(preprocess: preprocess)) },
         makeSink: sink)
+    plan.cancelOpen = { token.cancel() }
+    return plan
 }

@@ -33,4 +33,21 @@ struct CancelTests {
         #expect(frames < 250)
         #expect(try live.next() == nil)
     }
+
+    @Test("a CancellationToken ends an open blocked on a silent server, long before the I/O time limit")
+    func cancelDuringOpen() throws {
+        let server = try LoopbackServer(mode: .silent, lifetime: 60)
+        defer { server.stop() }
+        let token = CancellationToken()
+        var options = SourceOptions()
+        options.ioTimeout = 30
+        options.cancellation = token
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) { token.cancel() }
+        let start = Date()
+        #expect(throws: MediaError.self) {
+            _ = try FrameSource(input: "http://127.0.0.1:\(server.port)/clip.mp4", options: options)
+        }
+        let waited = Date().timeIntervalSince(start)
+        #expect(waited < 10, "open took \(waited) s after the cancel")
+    }
 }
