@@ -137,6 +137,14 @@ public final class Pipeline: @unchecked Sendable {
 
     private var isCancelled: Bool { lock.lock(); defer { lock.unlock() }; return _cancelled }
 
+    /// Items waiting now in each link: decoded frames (all inputs), batches before inference,
+    /// batches before emitting; and free batch buffers in the pool. For metrics (any thread).
+    public var queueDepths: [String: Int] {
+        lock.lock(); let jobs = activeJobs; lock.unlock()
+        return ["frames": jobs.reduce(0) { $0 + $1.frameLink.depth }, "infer": inferLink.depth,
+                "emit": emitLink.depth, "free_batches": pool.depth]
+    }
+
     /// A snapshot for progress display (any thread).
     public var progress: PipelineProgress {
         lock.lock(); defer { lock.unlock() }

@@ -81,7 +81,12 @@ final class InboxWorker: @unchecked Sendable {
     /// Called by the watchdog ticker: counts frames emitted by the running pipeline as progress.
     func sample() {
         lock.lock(); let p = current; lock.unlock()
-        if let p { liveness.observe(emitted: p.progress.framesEmitted) }
+        if let p {
+            liveness.observe(emitted: p.progress.framesEmitted)
+            for (queue, depth) in p.queueDepths {
+                metrics.set("framepipe_queue_depth", ["queue": queue, "source": "inbox"], Double(depth))
+            }
+        }
     }
 
     private func loop() {

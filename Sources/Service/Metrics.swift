@@ -29,7 +29,7 @@ public final class Metrics: @unchecked Sendable {
         ("framepipe_errors_total", "counter", "Errors by source and kind (decode, input, output, reconnect)."),
         ("framepipe_inputs_total", "counter", "Inbox files finished, by result (done, failed)."),
         ("framepipe_reconnects_total", "counter", "Stream reconnect attempts, by source."),
-        ("framepipe_queue_depth", "gauge", "Items waiting, by queue (inbox files; frames in flight per source)."),
+        ("framepipe_queue_depth", "gauge", "Items waiting, by queue: inbox files; per source, decoded frames, batches before infer and emit, free batch buffers."),
         ("framepipe_stream_up", "gauge", "1 while a stream is delivering frames, else 0."),
         ("framepipe_ready", "gauge", "1 once the model is compiled and inputs are armed."),
         ("framepipe_batch_latency_seconds", "histogram", "Time of one model call (one batch)."),

@@ -66,6 +66,9 @@ final class StreamWorker: @unchecked Sendable {
         lock.lock(); let c = current; lock.unlock()
         guard let c else { return }
         liveness.observe(emitted: c.pipeline.progress.framesEmitted)
+        for (queue, depth) in c.pipeline.queueDepths {
+            metrics.set("framepipe_queue_depth", ["queue": queue, "source": config.name], Double(depth))
+        }
         if let r = c.reader, r.secondsSinceFrame > config.stallTimeout {
             r.interrupt("no frame for \(String(format: "%.1f", config.stallTimeout)) s")
         } else if c.reader == nil,

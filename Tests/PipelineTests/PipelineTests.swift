@@ -75,6 +75,28 @@ import Output
         #expect(counter.maxLive <= 5 + 2)
     }
 
+    @Test func queueDepthsShowTheBacklogBehindASlowSink() {
+        var o = options(batch: 4)
+        o.frameLinkCapacity = 5
+        o.batchesPerJob = 2
+        let p = Pipeline(runner: FakeRunner(), options: o, stdout: nil, log: { _ in })
+        final class Peaks: @unchecked Sendable { var frames = 0, free = Int.max }
+        let peaks = Peaks()
+        let running = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            _ = p.run([plan("slow", reader: { FakeReader(count: 200) }, sink: MemorySink(slow: 2_000))])
+            running.signal()
+        }
+        while running.wait(timeout: .now() + 0.02) == .timedOut {
+            let d = p.queueDepths
+            peaks.frames = max(peaks.frames, d["frames"] ?? 0)
+            peaks.free = min(peaks.free, d["free_batches"] ?? Int.max)
+        }
+        // The slow sink backs everything up: the frame link fills and every batch buffer is in use.
+        #expect(peaks.frames == 5)
+        #expect(peaks.free == 0)
+    }
+
     @Test func stdoutLinesAreCompleteJSONAndStopQuietlyWhenReaderCloses() throws {
         var pair: [Int32] = [0, 0]
         #expect(pipe(&pair) == 0)
