@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Inference
+import KerasImport
+import Pipeline
 
 /// `framepipe inspect MODEL`: inputs, outputs, operators, parameters, MACs, preprocessing.
 struct InspectCommand: AsyncParsableCommand {
@@ -8,11 +10,14 @@ struct InspectCommand: AsyncParsableCommand {
         commandName: "inspect",
         abstract: "Describe a model: inputs, outputs, op counts, parameters, MACs and expected preprocessing.")
 
-    @Argument(help: "ONNX model file.") var model: String
+    @Argument(help: "Model file (ONNX or Keras H5); default: $FRAMEPIPE_MODEL, then the installed default model.")
+    var modelPath: String?
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func run() async throws {
-        let imported = try ONNXImporter.load(path: model)
+        let model = try LoadedModel.resolvePath(modelPath)
+        let imported = KerasModel.isHDF5(path: model) ? try KerasModel.importGraph(path: model)
+                                                       : try ONNXImporter.load(path: model)
         let m = try Model(graph: imported, source: model)
         let counts = imported.opCounts.sorted { $0.key < $1.key }
         let fused = m.graph.opCounts.sorted { $0.key < $1.key }
@@ -46,5 +51,10 @@ struct InspectCommand: AsyncParsableCommand {
         print("runtime: \(m.runtimeSummary)")
         print("classes: \(m.classCount)")
         print("preprocessing (by layout): \(m.expectedPreprocessing)")
+        if let side = try ModelSidecar.load(forModel: model) {
+            let p = try ModelInputSetup(model: m, path: model, settings: ModelSettings()).preprocess
+            print("sidecar \(ModelSidecar.path(forModel: model)): \(p.width)x\(p.height), resize \(p.mode.rawValue), "
+                  + "mean \(p.mean), std \(p.std), labels \(side.labels?.count ?? 0)\(side.labelsFile.map { " (\($0))" } ?? "")")
+        }
     }
 }

@@ -57,4 +57,18 @@ struct DefaultModelRunTests {
             }
         }
     }
+
+    @Test func inspectAndBenchTakeTheDefaultModelToo() throws {
+        let i = try runProcess(TestEnv.framepipe, ["inspect"], environment: ["FRAMEPIPE_MODEL": ""])
+        #expect(i.status == 0, "\(i.stderrText)")
+        #expect(i.stdoutText.contains("[N, 3, 160, 160]"))
+        #expect(i.stdoutText.contains("classes: 19"))
+        #expect(i.stdoutText.contains("160x160, resize stretch"))
+        let b = try runProcess(TestEnv.framepipe, ["bench", "--batch", "2", "--iterations", "2", "--warmup", "1", "--json"],
+                               environment: ["FRAMEPIPE_MODEL": ""])
+        #expect(b.status == 0, "\(b.stderrText)")
+        let o = try JSONSerialization.jsonObject(with: b.stdout) as! [String: Any]
+        #expect((o["images_per_s"] as? Double ?? 0) > 0)
+        #expect((o["model"] as? String)?.hasSuffix("default.h5") == true)
+    }
 }
