@@ -181,6 +181,22 @@ struct RunTests {
         }
     }
 
+    @Test func progressLineOnlyOnATerminal() throws {
+        // `script` gives framepipe a terminal for stderr (stdout still goes to /dev/null).
+        let tty = try shell("script -qfec \"'\(TestEnv.framepipe)' run --model '\(Self.model)' '\(Self.bunny)' > /dev/null\" /dev/null",
+                            timeout: 120)
+        #expect(tty.status == 0, "\(tty.stdoutText)")
+        #expect(tty.stdoutText.contains("\r\u{1B}[K"), "no progress line: \(tty.stdoutText)")
+        #expect(tty.stdoutText.contains(" fps ") && tty.stdoutText.contains("ETA"))
+        #expect(tty.stdoutText.contains("frames decoded 132, emitted 132"))
+        // Piped stderr: the summary only, no progress redraws.
+        let piped = try framepipe(["run", "--model", Self.model, Self.bunny])
+        #expect(piped.status == 0)
+        #expect(!piped.stderrText.contains("\r") && piped.stderrText.contains("emitted 132"))
+        let quiet = try framepipe(["run", "--quiet", "--model", Self.model, "--every", "50", Self.bunny])
+        #expect(quiet.stderr.isEmpty)
+    }
+
     @Test func helpListsEveryGroupOfFlags() throws {
         let r = try framepipe(["run", "--help"])
         #expect(r.status == 0)
