@@ -11,7 +11,7 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure inference speed: images/s and ms per batch (median over timed runs after warm-up).",
         discussion: """
-            With --decode VIDEO, measures decoding and scaling into the model's input instead (frames/s,
+            With --decode VIDEO, measures decoding and scaling into the model's input instead (frames/s, \
             no inference): with the inference rate, the bound a pipeline on the same cores can reach.
             """)
 

@@ -18,8 +18,8 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Label and embed the frames of one or more videos.",
         discussion: """
-            Writes one JSON object per kept frame to stdout (schema: README.md, "Output"), or with
-            --output-dir, NAME.jsonl, NAME.npy and NAME.csv per input. Exit status: 0 when every input
+            Writes one JSON object per kept frame to stdout (schema: README.md, "Output"), or with \
+            --output-dir, NAME.jsonl, NAME.npy and NAME.csv per input. Exit status: 0 when every input \
             succeeded, 1 when some input failed, 2 on a usage error.
             """)
 
