@@ -132,10 +132,16 @@ final class Network {
     }
 
     private var scratchSlot = 0
-    /// Force nChw16c activations: fp32 always (oneDNN's own nhwc choice runs slower kernels), bf16
-    /// only without AMX (with AMX, "any" picks the AMX brgemm kernels and nChw16c disables them;
-    /// without AMX, nChw16c selects jit_bf16_1x1 / jit_dw, measured ~7% faster than nhwc brgconv).
-    private var blockedActivations: Bool { precision == .fp32 || !Engine.hasAMX }
+    /// Blocked activations whose block is the vector width: nChw16c on AVX-512, nChw8c on AVX2/SSE4.1
+    /// (nChw16c has no jit kernel there and falls to `ref:any`). fp32 always (oneDNN's own nhwc
+    /// choice runs slower kernels); bf16 only without AMX (with AMX, "any" picks the AMX brgemm
+    /// kernels and a forced block disables them). nil: formats left to oneDNN.
+    private var blockedActivationTag: dnnl_format_tag_t? {
+        guard precision == .fp32 || !Engine.hasAMX else { return nil }
+        let isa = dnnl_get_effective_cpu_isa().rawValue
+        let avx512 = dnnl_cpu_isa_avx512_core.rawValue
+        return isa & avx512 == avx512 ? dnnl_nChw16c : dnnl_nChw8c
+    }
     private let inputName: String
 
     /// Re-points slot memories after the arena grew (no-op when unchanged).
@@ -215,7 +221,7 @@ final class Network {
             if let r = residual, descs[r]!.data_type == dt {
                 dstWant = descs[r]!
             } else {
-                dstWant = blockedActivations ? try MD.make(dstDims, dt, dnnl_nChw16c) : try any(dstDims, dt)
+                dstWant = try blockedActivationTag.map { try MD.make(dstDims, dt, $0) } ?? any(dstDims, dt)
             }
             let attrs = try PrimitiveAttributes(postOps: fusedPostOps)
             func create(_ srcWant: dnnl_memory_desc_t) throws -> Primitive {
