@@ -108,11 +108,12 @@ extension Graph {
     }
 
     /// A Softmax that produces a graph output is dropped so the output carries raw logits
-    /// (`Labels.softmax` computes probabilities). Returns the renamed outputs.
+    /// (`Labels.softmax` computes probabilities); `softmaxRemoved` records each renamed output.
     mutating func removeTrailingSoftmax() {
         for (k, output) in outputs.enumerated() {
             guard let i = nodes.firstIndex(where: { $0.outputs == [output.name] }), case .softmax = nodes[i].op,
                   useCount(output.name) == 1 else { continue }
+            softmaxRemoved[nodes[i].inputs[0]] = output.name
             outputs[k].name = nodes[i].inputs[0]
             nodes.remove(at: i)
         }

@@ -9,9 +9,9 @@ extension Graph {
     public func inferShapes(source: String) throws -> [String: [Int]] {
         var shapes: [String: [Int]] = [:]
         for input in inputs {
-            guard input.shape.count >= 2, input.shape.dropFirst().allSatisfy({ $0 > 0 }) else {
+            guard input.shape.count >= 1, input.shape.dropFirst().allSatisfy({ $0 > 0 }) else {
                 throw InferenceError(source: source, node: input.name, op: "input",
-                                     reason: "input shape \(input.shape) must be [N, C, H, W] with fixed C, H, W")
+                                     reason: "input shape \(input.shape) must be [N, ...] with fixed sizes after the batch ([N, C, H, W] for images)")
             }
             shapes[input.name] = Array(input.shape.dropFirst())
         }
@@ -81,6 +81,7 @@ extension Graph {
                     try window(w, kernel: a.kernel[1], stride: a.strides[1], dilation: a.dilations[1], begin: a.padsBegin[1], end: a.padsEnd[1])]
         case .batchNorm:
             let shape = try activation(0)
+            _ = try image(shape)   // an unfolded batch norm runs as a 1x1 depthwise convolution
             guard node.inputs.count == 5 else { throw NodeError("expects 5 inputs (x, scale, bias, mean, var)") }
             for i in 1..<5 {
                 guard try constant(i).count == shape[0] else { throw NodeError("parameter \(i) does not have \(shape[0]) values") }

@@ -203,6 +203,9 @@ public struct Graph: Sendable, Equatable {
     public var nodes: [Node]
     /// Constant tensors by name.
     public var initializers: [String: Tensor]
+    /// Outputs whose final Softmax the optimiser removed: the output value (raw logits) → the
+    /// original output's name, whose values are the softmax of these over the last axis.
+    public var softmaxRemoved: [String: String] = [:]
 
     /// Creates a graph.
     public init(inputs: [ValueInfo], outputs: [ValueInfo], nodes: [Node], initializers: [String: Tensor]) {

@@ -83,8 +83,8 @@ final class Network {
         self.precision = precision
         let dt = precision == .bf16 ? dnnl_bf16 : dnnl_f32
 
-        // The caller's input, f32 NCHW, bound at run time.
-        let inputDesc = try MD.make([batch] + model.inputShape, dnnl_f32, dnnl_nchw)
+        // The caller's input, f32 plain (NCHW for images), bound at run time.
+        let inputDesc = try MD.make([batch] + model.inputShape, dnnl_f32, MD.plain(model.inputShape.count + 1))
         input = try Memory(inputDesc, context, allocate: false)
         inputName = model.inputName
         descs[model.inputName] = inputDesc
