@@ -24,6 +24,20 @@ extension Graph {
         }
         let shapes = try inferShapes(source: source)
         guard !outputs.isEmpty else { throw InferenceError(source: source, reason: "the graph has no outputs") }
+        // The runtime keeps a Reshape's input memory (and its dimensions): a result that is not
+        // flat may only be a graph output or be read flattened (Gemm, MatMul) or reshaped again.
+        for node in nodes {
+            guard case .reshape = node.op, let out = shapes[node.outputs[0]], out.count > 1,
+                  out != shapes[node.inputs[0]] else { continue }
+            for reader in nodes where reader.inputs.contains(node.outputs[0]) {
+                switch reader.op {
+                case .gemm, .matMul, .reshape, .flatten, .identity: continue
+                default:
+                    throw InferenceError(source: source, node: node.name, op: node.op.name,
+                                         reason: "a Reshape to per-sample shape \(out) may only be a graph output or feed Gemm/MatMul/Reshape, not \(reader.op.name) '\(reader.name)'")
+                }
+            }
+        }
         for output in outputs where shapes[output.name] == nil {
             throw InferenceError(source: source, node: output.name, op: "output", reason: "output is not computed by any node")
         }

@@ -113,13 +113,21 @@ extension Graph {
             guard axis == 1 else { throw NodeError("only Flatten(axis: 1) is supported") }
             return [try activation(0).reduce(1, *)]
         case .reshape(let target):
-            let count = try activation(0).reduce(1, *)
-            // Only a flatten to [N, K] is supported: [0 | -1 | N, -1 | K].
-            guard target.count == 2, target[1] == -1 || target[1] == count,
-                  target[0] == 0 || target[0] == -1 && target[1] != -1 || target[0] > 0 else {
-                throw NodeError("only Reshape to [N, -1] is supported (target \(target), \(count) values per sample)")
+            // The batch dimension stays: target[0] is 0 (copy), -1 or the batch size. In the rest,
+            // 0 copies the input's dimension at that position and one -1 takes what is left.
+            let input = try activation(0)
+            let count = input.reduce(1, *)
+            let rest = Array(target.dropFirst())
+            var shape = rest.enumerated().map { i, t in t == 0 && i < input.count ? input[i] : t }
+            let known = shape.filter { $0 != -1 }.reduce(1, *)
+            let inferred = shape.filter { $0 == -1 }.count
+            guard !target.isEmpty, target[0] >= -1, target[0] != -1 || inferred == 0,
+                  rest.indices.allSatisfy({ rest[$0] != 0 || $0 < input.count }), shape.allSatisfy({ $0 > 0 || $0 == -1 }),
+                  inferred <= 1, inferred == 1 ? known > 0 && count % known == 0 : known == count else {
+                throw NodeError("Reshape target \(target) does not keep the batch dimension and the \(count) values per sample of \(input)")
             }
-            return [count]
+            if let i = shape.firstIndex(of: -1) { shape[i] = count / known }
+            return shape
         case .gemm(let a):
             // An [N, C, H, W] input is read flattened (as after GlobalAveragePool in Keras graphs).
             let x = try activation(0).reduce(1, *)

@@ -189,7 +189,7 @@ public struct ONNXImporter {
         case "Constant": try constant(node, a)
         case "Shape": try shapeOf(node, a)
         case "Gather": try gather(node, a)
-        case "Unsqueeze", "Squeeze": try intPassThrough(node)
+        case "Unsqueeze", "Squeeze": try ints[node.input[0]] != nil ? intPassThrough(node) : squeeze(node, a)
         case "Concat": try concat(node)
         default: throw NodeError("unsupported operator")
         }
@@ -399,6 +399,40 @@ public struct ONNXImporter {
             guard data.indices.contains(j) else { throw NodeError("index \(i) out of range") }
             return data[j]
         }
+    }
+
+    /// Squeeze / Unsqueeze of an activation: a reshape that keeps the batch dimension (axes from
+    /// the `axes` input since opset 13, the attribute before).
+    private mutating func squeeze(_ node: Onnx_NodeProto, _ a: NodeAttributes) throws {
+        guard let shape = shapes[node.input[0]] else { throw NodeError("input '\(node.input[0])' has no known shape") }
+        let squeezing = node.opType == "Squeeze"
+        var axes = a.ints("axes")
+        if opset >= 13, node.input.count > 1, !node.input[1].isEmpty {
+            guard let v = ints[node.input[1]] else { throw NodeError("axes must be a constant") }
+            axes = v
+        }
+        guard let axes, !axes.isEmpty else {
+            throw NodeError("\(node.opType) without axes is not supported (the result would depend on the batch size)")
+        }
+        let full = [0] + shape   // 0: the batch dimension, copied by the reshape
+        let rank = squeezing ? full.count : full.count + axes.count
+        let normalized = try axes.map { axis -> Int in
+            guard (-rank..<rank).contains(axis) else { throw NodeError("axis \(axis) is out of range for rank \(rank)") }
+            return axis < 0 ? axis + rank : axis
+        }
+        guard Set(normalized).count == normalized.count else { throw NodeError("axes \(axes) name an axis twice") }
+        guard !normalized.contains(0) else {
+            throw NodeError("axis 0 (the batch dimension) cannot be \(squeezing ? "squeezed" : "inserted")")
+        }
+        var target: [Int] = []
+        if squeezing {
+            for axis in normalized where full[axis] != 1 { throw NodeError("cannot squeeze axis \(axis) of size \(full[axis])") }
+            target = full.indices.filter { !normalized.contains($0) }.map { full[$0] }
+        } else {
+            var rest = full.makeIterator()
+            for i in 0..<rank { target.append(normalized.contains(i) ? 1 : rest.next()!) }
+        }
+        try add(node, .reshape(shape: target), inputs: [node.input[0]])
     }
 
     private mutating func intPassThrough(_ node: Onnx_NodeProto) throws {
