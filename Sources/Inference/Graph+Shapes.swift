@@ -96,7 +96,16 @@ extension Graph {
             }
             return shape
         case .add:
-            let a = try activation(0), b = try activation(1)
+            let a = try activation(0)
+            if node.inputs.count == 2, let c = initializers[node.inputs[1]] {
+                // Right-aligned against [N] + a: every dimension 1 or a's, and 1 on the batch.
+                let aligned = Array(repeating: 1, count: max(0, a.count + 1 - c.shape.count)) + c.shape
+                guard aligned.count == a.count + 1, aligned[0] == 1, zip(aligned.dropFirst(), a).allSatisfy({ $0 == 1 || $0 == $1 }) else {
+                    throw NodeError("constant of shape \(c.shape) does not broadcast against [N] + \(a) (and may not span the batch)")
+                }
+                return a
+            }
+            let b = try activation(1)
             guard a == b else { throw NodeError("operand shapes \(a) and \(b) differ (broadcasting is not supported)") }
             return a
         case .globalAvgPool:

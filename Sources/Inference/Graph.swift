@@ -131,7 +131,8 @@ public enum Op: Sendable, Equatable {
     case relu
     /// `[x]` → `[min(max(x, min), max)]`; `clip(0, 6)` is ReLU6. Importers resolve bounds given as inputs.
     case clip(min: Float, max: Float)
-    /// `[a, b]` → `[a + b]`, same shapes (the residual connection).
+    /// `[a, b]` → `[a + b]`: same shapes (the residual connection), or `b` a constant that
+    /// broadcasts against `a` (numpy rules, never along the batch).
     case add
     /// `[x]` (N, C, H, W) → `[y]` (N, C, 1, 1).
     case globalAvgPool

@@ -322,7 +322,8 @@ public struct ONNXImporter {
     }
 
     /// Add of two activations (residual), of a Conv result and a per-channel constant (→ conv
-    /// bias), or of a MatMul result and a constant bias (→ Gemm).
+    /// bias), of a MatMul result and a constant row (→ Gemm), or of an activation and any
+    /// constant that broadcasts against it.
     private mutating func add(_ node: Onnx_NodeProto) throws {
         guard node.input.count == 2 else { throw NodeError("expects two inputs") }
         let constantIndex = node.input.firstIndex { graph.initializers[$0] != nil }
@@ -343,10 +344,10 @@ public struct ONNXImporter {
             shapes[node.output[0]] = shapes[x]
             return
         }
-        guard let last = graph.nodes.last, last.outputs == [x], last.op == .matMul, uses[x] == 1 else {
-            throw NodeError("adding a constant is supported only as the bias of the Conv or MatMul right before it")
+        guard let last = graph.nodes.last, last.outputs == [x], last.op == .matMul, uses[x] == 1,
+              (try? requireRowBias(graph.initializers[node.input[ci]]!)) != nil else {
+            return try add(node, .add, inputs: [x, node.input[ci]])
         }
-        try requireRowBias(graph.initializers[node.input[ci]]!)
         graph.nodes.removeLast()
         try add(node, .gemm(GemmAttributes()), inputs: [last.inputs[0], last.inputs[1], node.input[ci]])
     }
