@@ -167,7 +167,7 @@ public struct ONNXImporter {
         case "GlobalAveragePool": try add(node, .globalAvgPool)
         case "AveragePool": try averagePool(node, a)
         case "Flatten":
-            let axis = try self.axis(a.int("axis") ?? 1, of: node.input[0])
+            let axis = try self.axis(a.int("axis") ?? 1, of: node.input[0], endAllowed: true)
             guard axis == 1 else { throw NodeError("axis \(a.int("axis") ?? 1) is not supported: only axis 1 (keep the batch dimension)") }
             try add(node, .flatten(axis: 1))
         case "Reshape": try reshape(node, a)
@@ -229,11 +229,12 @@ public struct ONNXImporter {
         try add(node, .conv(attrs), inputs: node.input.count > 2 && !node.input[2].isEmpty ? Array(node.input.prefix(3)) : Array(node.input.prefix(2)))
     }
 
-    /// `axis` of `value` (batch dimension included) made non-negative.
-    private func axis(_ axis: Int, of value: String) throws -> Int {
+    /// `axis` of `value` (batch dimension included) made non-negative; `endAllowed`: the rank
+    /// itself is valid too (Flatten's [-r, r]).
+    private func axis(_ axis: Int, of value: String, endAllowed: Bool = false) throws -> Int {
         guard let shape = shapes[value] else { throw NodeError("input '\(value)' has no known shape") }
         let rank = shape.count + 1
-        guard (-rank..<rank).contains(axis) else { throw NodeError("axis \(axis) is out of range for rank \(rank)") }
+        guard (-rank..<(endAllowed ? rank + 1 : rank)).contains(axis) else { throw NodeError("axis \(axis) is out of range for rank \(rank)") }
         return axis < 0 ? axis + rank : axis
     }
 

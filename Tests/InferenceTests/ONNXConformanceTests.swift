@@ -14,14 +14,15 @@ import Testing
 /// at run time and its other inputs (weights, bounds, shapes: graph inputs in the node tests) are
 /// bound as constants, the way an exporter stores them as initializers.
 @Suite struct ONNXConformanceTests {
-    static let root = ProcessInfo.processInfo.environment["FRAMEPIPE_ONNX_TESTDATA"]
-        ?? "/usr/share/libonnx-testdata/data/node"
-    static var installed: Bool { FileManager.default.fileExists(atPath: root) }
+    static let data = ProcessInfo.processInfo.environment["FRAMEPIPE_ONNX_TESTDATA"]
+        ?? "/usr/share/libonnx-testdata/data"
+    static var installed: Bool { FileManager.default.fileExists(atPath: data + "/node") }
     static let atol: Float = 1e-5
     static let rtol: Float = 1e-4
 
     enum Outcome {
-        case pass(maxError: Float)
+        /// `reference`: primitives that compiled to oneDNN reference kernels (reported, not failed here).
+        case pass(maxError: Float, reference: [String])
         case rejected(String)
         case wrong(String)
     }
@@ -31,15 +32,20 @@ import Testing
         init(_ d: String) { description = d }
     }
 
-    @Test(.enabled(if: installed, "libonnx-testdata is not installed (scripts/setup installs it); ONNX node conformance NOT checked"))
-    func nodeTests() throws {
-        let dirs = try FileManager.default.contentsOfDirectory(atPath: Self.root).filter { $0.hasPrefix("test_") }.sorted()
+    /// `node`: one operator per test; `pytorch-converted` / `pytorch-operator`: PyTorch modules
+    /// (depthwise, grouped, dilated, strided convolutions, Linear...); `simple`: small graphs.
+    @Test(.enabled(if: installed, "libonnx-testdata is not installed (scripts/setup installs it); ONNX conformance NOT checked"),
+          arguments: ["node", "pytorch-converted", "pytorch-operator", "simple"])
+    func backendTests(_ suite: String) throws {
+        let root = Self.data + "/" + suite
+        let dirs = try FileManager.default.contentsOfDirectory(atPath: root).filter { $0.hasPrefix("test_") }.sorted()
         var perOp: [String: (pass: Int, rejected: Int)] = [:]
         var rejections: [(String, String)] = []
         var wrong: [(String, String)] = []
+        var slow: [(String, String)] = []
         var checked = 0
         for name in dirs {
-            let dir = Self.root + "/" + name
+            let dir = root + "/" + name
             let modelData = try Data(contentsOf: URL(fileURLWithPath: dir + "/model.onnx"))
             let proto = try Onnx_ModelProto(serializedBytes: modelData)
             let ops = Set(proto.graph.node.map(\.opType)).intersection(ONNXImporter.supportedOps)
@@ -54,28 +60,30 @@ import Testing
                 }
             }
             switch outcome {
-            case .pass: break
+            case .pass(_, let reference): if !reference.isEmpty { slow.append((name, reference.joined(separator: "; "))) }
             case .rejected(let why): rejections.append((name, why))
             case .wrong(let why): wrong.append((name, why)); Issue.record("\(name): \(why)")
             }
         }
 
-        var report = "ONNX node conformance (\(Self.root)): \(checked) tests use a supported operator; "
+        var report = "ONNX backend conformance, \(suite) (\(root)): \(checked) tests use a supported operator; "
             + "tolerance |got - want| <= \(Self.atol) + \(Self.rtol) * |want|\n"
         report += "| op | pass | rejected |\n|---|---|---|\n"
         for op in perOp.keys.sorted() { report += "| \(op) | \(perOp[op]!.pass) | \(perOp[op]!.rejected) |\n" }
         report += "rejected at load:\n" + rejections.map { "  \($0.0): \($0.1)" }.joined(separator: "\n") + "\n"
+        if !slow.isEmpty { report += "passing with oneDNN reference kernels:\n" + slow.map { "  \($0.0): \($0.1)" }.joined(separator: "\n") + "\n" }
         if !wrong.isEmpty { report += "WRONG ANSWERS:\n" + wrong.map { "  \($0.0): \($0.1)" }.joined(separator: "\n") + "\n" }
         print(report)
 
         // The suite is not allowed to pass by refusing everything: the cases the importer handles today.
-        let floor = ["Add": 1, "Conv": 6, "AveragePool": 10, "BatchNormalization": 2, "Relu": 1, "Clip": 7, "GlobalAveragePool": 2,
+        let floors = ["pytorch-converted": ["Conv": 11, "AveragePool": 2, "BatchNormalization": 2, "Softmax": 2, "Gemm": 1],
+                      "pytorch-operator": ["Conv": 1, "Flatten": 2, "Gemm": 1], "simple": ["Relu": 1], "node": ["Add": 1, "Conv": 6, "AveragePool": 10, "BatchNormalization": 2, "Relu": 1, "Clip": 7, "GlobalAveragePool": 2,
                      "Flatten": 3, "Gemm": 8, "MatMul": 1, "Softmax": 2, "Dropout": 4, "Identity": 1, "Reshape": 6,
-                     "Squeeze": 1, "Unsqueeze": 7]
-        for (op, n) in floor {
+                     "Squeeze": 1, "Unsqueeze": 7]]
+        for (op, n) in floors[suite] ?? [:] {
             #expect((perOp[op]?.pass ?? 0) >= n, "\(op): \(perOp[op]?.pass ?? 0) node tests pass, expected at least \(n)")
         }
-        #expect(checked >= 150, "only \(checked) node tests found under \(Self.root)")
+        #expect(suite != "node" || checked >= 150, "only \(checked) node tests found under \(root)")
     }
 
     /// One node test: import (first input live, the others bound as constants), then every data set.
@@ -108,6 +116,7 @@ import Testing
         }
 
         var worst: Float = 0
+        var reference: [String] = []
         for set in sets {
             do {
                 // Only the live input varies between data sets; the bound ones must match data set 0.
@@ -119,6 +128,7 @@ import Testing
                 let input = try Self.floats("\(dir)/\(set)/input_0.pb")
                 let want = try Self.floats("\(dir)/\(set)/output_0.pb")
                 let got = try run(model, input)
+                reference = got.reference
                 guard got.values.count == want.values.count else {
                     return .wrong("\(set): \(got.values.count) values, expected \(want.values.count) (shape \(want.shape))")
                 }
@@ -135,18 +145,19 @@ import Testing
                 return .wrong("\(set): \(error)")
             }
         }
-        return .pass(maxError: worst)
+        return .pass(maxError: worst, reference: reference)
     }
 
     /// Runs one batch and returns the graph's single output (softmax applied when the optimiser
     /// moved a final Softmax out of the network, as `Labels` does for the product's scores).
-    func run(_ model: Model, _ input: (shape: [Int], values: [Float])) throws -> (name: String, values: [Float]) {
+    func run(_ model: Model, _ input: (shape: [Int], values: [Float])) throws -> (name: String, values: [Float], reference: [String]) {
         guard model.graph.outputs.count == 1 else { throw Failure("the graph has \(model.graph.outputs.count) outputs; one is checked") }
         guard let n = input.shape.first, n > 0, Array(input.shape.dropFirst()) == model.inputShape else {
             throw Failure("input shape \(input.shape) does not match the model's [N] + \(model.inputShape)")
         }
         let output = model.graph.outputs[0].name
         let engine = try Engine(model: model, maxBatch: n, threads: 1)
+        let reference = try engine.describe(batch: n).filter { $0.contains("ref") }
         var values: [Float]
         if output == model.logitsOutput {
             values = [Float](repeating: .nan, count: n * model.classCount)
@@ -163,7 +174,7 @@ import Testing
                 (0..<n).flatMap { Labels.softmax(UnsafeBufferPointer(rebasing: all[($0 * k)..<($0 * k + k)])) }
             }
         }
-        return (model.graph.softmaxRemoved[output] ?? output, values)
+        return (model.graph.softmaxRemoved[output] ?? output, values, reference)
     }
 
     /// A float32 or float64 TensorProto file (`input_0.pb`, `output_0.pb`).
