@@ -68,6 +68,8 @@ import Testing
 
         var report = "ONNX backend conformance, \(suite) (\(root)): \(checked) tests use a supported operator; "
             + "tolerance |got - want| <= \(Self.atol) + \(Self.rtol) * |want|\n"
+        report += "\(checked - rejections.count - wrong.count) pass, \(rejections.count) rejected, \(wrong.count) wrong; "
+            + "a test counts under every supported op in its graph\n"
         report += "| op | pass | rejected |\n|---|---|---|\n"
         for op in perOp.keys.sorted() { report += "| \(op) | \(perOp[op]!.pass) | \(perOp[op]!.rejected) |\n" }
         report += "rejected at load:\n" + rejections.map { "  \($0.0): \($0.1)" }.joined(separator: "\n") + "\n"
