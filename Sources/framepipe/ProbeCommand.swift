@@ -11,6 +11,10 @@ struct ProbeCommand: AsyncParsableCommand {
     @Argument(help: "Video or image file, '-' for stdin, or a URL.")
     var input: String
 
+    func validate() throws {
+        if input.isEmpty { throw Failure.usage("the input is an empty string") }
+    }
+
     @Flag(name: .long, help: "Print the JSON on one line.")
     var compact = false
 
@@ -20,12 +24,12 @@ struct ProbeCommand: AsyncParsableCommand {
         do {
             info = try ProbeInfo.probe(input)
         } catch {
-            throw MediaCLI.fail(error)
+            throw Failure.input(error, input)
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = compact ? [.sortedKeys, .withoutEscapingSlashes]
                                            : [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data = try encoder.encode(info)
-        FileHandle.standardOutput.write(data + Data("\n".utf8))
+        try StdoutText.line(String(decoding: data, as: UTF8.self))  // a closed reader: quiet exit 0
     }
 }
