@@ -248,8 +248,12 @@ public final class FrameSource {
                     } else if status != FFCode.eof && status != FFCode.exit && !container.interrupt.isSet {
                         var message = "\(ffErrorString(status)) after \(stats.packetsRead) packets (input damaged or truncated)"
                         if stats.packetsRead == 0 && !container.isSeekable {
-                            message += "; note: an MP4 whose index (moov) is at the end cannot be read from a pipe: "
-                                + "pass the file path, or remux it with 'ffmpeg -i IN -c copy -movflags +faststart OUT'"
+                            message += InputPolicy.urlScheme(input) == nil
+                                ? "; note: an MP4 whose index (moov) is at the end cannot be read from a pipe: "
+                                    + "pass the file path, or remux it with 'ffmpeg -i IN -c copy -movflags +faststart OUT'"
+                                : "; note: an MP4 whose index (moov) is at the end must be read with seeks, which this "
+                                    + "server does not allow (no HTTP Range support): download the file first, or remux "
+                                    + "it with 'ffmpeg -i IN -c copy -movflags +faststart OUT'"
                         }
                         pendingError = MediaError(input: input, operation: "read packet", message: message)
                     }

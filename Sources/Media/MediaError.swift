@@ -69,5 +69,8 @@ public enum FFmpegLogLevel: String, Sendable, CaseIterable {
 
     /// Sets FFmpeg's process-wide log level (`av_log_set_level`). The CLI uses `.quiet` so that
     /// a bad input produces framepipe's one-line error, not FFmpeg's decoder chatter.
-    public static func set(_ level: FFmpegLogLevel) { av_log_set_level(level.value) }
+    public static func set(_ level: FFmpegLogLevel) {
+        av_log_set_level(level.value)
+        FFmpegLog.setPrintLevel(level.value)
+    }
 }
