@@ -28,7 +28,7 @@ struct FramesCommand: AsyncParsableCommand {
         MediaCLI.quietFFmpeg()
         let source: FrameSource
         do {
-            source = try FrameSource(input: input, options: sampling.sourceOptions())
+            source = try FrameSource(input: input, options: sampling.sourceOptions(for: input))
         } catch {
             throw Failure.input(error, input)
         }

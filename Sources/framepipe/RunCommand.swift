@@ -108,7 +108,7 @@ struct RunCommand: ParsableCommand {
                 sink = { try FileSetSink(input: input, directory: dir, stem: stem, options: emitOptions,
                                          embeddingDim: dim, topK: k) }
             }
-            return makeInputPlan(input: input, model: loaded, source: sampling.sourceOptions(), sink: sink)
+            return makeInputPlan(input: input, model: loaded, source: sampling.sourceOptions(for: input), sink: sink)
         }
 
         let pipeline = Pipeline(runner: loaded.runner, options: options,

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Media
+import Pipeline
 
 /// Stream selection, decoder threads, frame sampling and input limits flags, shared by `frames` and `run`
 /// (`@OptionGroup var sampling: SamplingFlags`).
@@ -41,10 +42,13 @@ struct SamplingFlags: ParsableArguments {
         SamplingOptions(every: every, fps: fps, keyframesOnly: keyframes, start: start, end: end)
     }
 
-    /// The options for `FrameSource` (stream, decoder threads, sampling).
-    func sourceOptions() -> SourceOptions {
-        SourceOptions(streamIndex: stream, decoderThreads: decoderThreads, sampling: sampling,
-                      maxPixels: maxPixels, ioTimeout: ioTimeout == 0 ? nil : ioTimeout)
+    /// The options for `FrameSource` (stream, decoder threads, sampling) reading `input`; a live
+    /// input (rtsp, udp, ...) decodes with low delay, so each frame is emitted as soon as it is decoded.
+    func sourceOptions(for input: String) -> SourceOptions {
+        var options = SourceOptions(streamIndex: stream, decoderThreads: decoderThreads, sampling: sampling,
+                                    maxPixels: maxPixels, ioTimeout: ioTimeout == 0 ? nil : ioTimeout)
+        options.lowDelay = isLiveInput(input)
+        return options
     }
 
     /// Range checks (`FlagRules`) and cross-field checks. A bad value is a usage error (exit 2).
