@@ -54,6 +54,7 @@ struct ModelFlags: ParsableArguments {
     /// Loads, compiles and warms up the model. Any failure means the command cannot start (exit 78).
     func load(batchSize: Int) throws -> LoadedModel {
         let path = try ModelPath.resolve(model)
+        if let labels { try ModelPath.checkFile(labels, what: "labels", kind: "a text file, one class name per line") }
         var s = try settings(batchSize: batchSize)
         s.modelPath = path
         do {
@@ -95,20 +96,24 @@ enum ModelPath {
             throw Failure(.cannotStart, "\(error)")
         }
         let fromEnv = (explicit ?? "").isEmpty && ProcessInfo.processInfo.environment["FRAMEPIPE_MODEL"] == path
-        let origin = fromEnv ? " (from FRAMEPIPE_MODEL)" : ""
+        try checkFile(path, what: "model", kind: "an ONNX or Keras H5 file", origin: fromEnv ? " (from FRAMEPIPE_MODEL)" : "")
+        return path
+    }
+
+    /// Throws `cannotStart` unless `path` is a readable, non-empty regular file.
+    static func checkFile(_ path: String, what: String, kind: String, origin: String = "") throws {
         var st = stat()
         guard stat(path, &st) == 0 else {
-            throw Failure(.cannotStart, subject: path, "cannot open the model\(origin): \(String(cString: strerror(errno)))")
+            throw Failure(.cannotStart, subject: path, "cannot open the \(what)\(origin): \(String(cString: strerror(errno)))")
         }
         switch st.st_mode & S_IFMT {
         case S_IFREG: break
-        case S_IFDIR: throw Failure(.cannotStart, subject: path, "is a folder, not a model file\(origin)")
-        default: throw Failure(.cannotStart, subject: path, "is not a regular file (a model is an ONNX or Keras H5 file)\(origin)")
+        case S_IFDIR: throw Failure(.cannotStart, subject: path, "is a folder, not a \(what) file\(origin)")
+        default: throw Failure(.cannotStart, subject: path, "is not a regular file (a \(what) is \(kind))\(origin)")
         }
         guard access(path, R_OK) == 0 else {
-            throw Failure(.cannotStart, subject: path, "cannot read the model\(origin): \(String(cString: strerror(errno)))")
+            throw Failure(.cannotStart, subject: path, "cannot read the \(what)\(origin): \(String(cString: strerror(errno)))")
         }
-        if st.st_size == 0 { throw Failure(.cannotStart, subject: path, "the model file is empty\(origin)") }
-        return path
+        if st.st_size == 0 { throw Failure(.cannotStart, subject: path, "the \(what) file is empty\(origin)") }
     }
 }
