@@ -18,6 +18,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Model file (ONNX or Keras H5); default: $FRAMEPIPE_MODEL, then the installed default model.")
     var model: String?
     @Option(help: "Measure decode + scale of this video instead of inference.") var decode: String?
+    @Option(name: .customLong("io-timeout"), parsing: .unconditional,
+            help: "With --decode: seconds opening the video may wait for data (0 = no limit).")
+    var ioTimeout: Double = SourceOptions.defaultIOTimeout
     @Option(parsing: .unconditional, help: "Images per batch (1...1024, as for run).") var batch: Int = 16
     @Option(help: "Precision: fp32 or bf16.") var precision: Precision = .fp32
     @Option(parsing: .unconditional, help: "oneDNN (OpenMP) threads; default: OpenMP's default (all cores or OMP_NUM_THREADS).") var threads: Int?
@@ -31,6 +34,7 @@ struct BenchCommand: AsyncParsableCommand {
         try FlagRules.iterations.check(iterations)
         try FlagRules.warmup.check(warmup)
         try FlagRules.threads.check(threads)
+        try FlagRules.ioTimeout.check(ioTimeout)
         if decode == "" { throw Failure.usage("--decode is an empty string") }
     }
 
@@ -97,7 +101,7 @@ struct BenchCommand: AsyncParsableCommand {
         let t0 = DispatchTime.now().uptimeNanoseconds
         var frames = 0
         do {
-            let source = try FrameSource(input: video)
+            let source = try FrameSource(input: video, options: SourceOptions(ioTimeout: ioTimeout == 0 ? nil : ioTimeout))
             while let frame = try source.next() {
                 try scaler.write(frame, to: slot)
                 frames += 1

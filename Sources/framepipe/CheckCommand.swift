@@ -20,10 +20,15 @@ struct CheckCommand: ParsableCommand {
     @Argument(help: "Image files.")
     var images: [String]
 
+    @Option(name: .customLong("io-timeout"), parsing: .unconditional, help: ArgumentHelp(
+        "Seconds that opening an image may wait for data (URLs, FIFOs; 0 = no limit).", valueName: "seconds"))
+    var ioTimeout: Double = SourceOptions.defaultIOTimeout
+
     func validate() throws {
         if images.isEmpty { throw Failure.usage("no image given") }
         if images.contains("") { throw Failure.usage("an image is an empty string") }
         try FlagRules.topK.check(topK)
+        try FlagRules.ioTimeout.check(ioTimeout)
     }
 
     func run() throws {
@@ -46,7 +51,7 @@ struct CheckCommand: ParsableCommand {
         let out = LineWriter()
         for image in images {
             do {
-                let source = try FrameSource(input: image)
+                let source = try FrameSource(input: image, options: SourceOptions(ioTimeout: ioTimeout == 0 ? nil : ioTimeout))
                 guard let frame = try source.next() else {
                     throw Failure(.input, subject: image, operation: "decode", "no picture could be decoded")
                 }

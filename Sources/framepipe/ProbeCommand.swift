@@ -13,16 +13,21 @@ struct ProbeCommand: AsyncParsableCommand {
 
     func validate() throws {
         if input.isEmpty { throw Failure.usage("the input is an empty string") }
+        try FlagRules.ioTimeout.check(ioTimeout)
     }
 
     @Flag(name: .long, help: "Print the JSON on one line.")
     var compact = false
 
+    @Option(name: .customLong("io-timeout"), parsing: .unconditional, help: ArgumentHelp(
+        "Seconds that opening the input may wait for data (network inputs, FIFOs; 0 = no limit).", valueName: "seconds"))
+    var ioTimeout: Double = SourceOptions.defaultIOTimeout
+
     func run() async throws {
         MediaCLI.quietFFmpeg()
         let info: ProbeInfo
         do {
-            info = try ProbeInfo.probe(input)
+            info = try ProbeInfo.probe(input, timeout: ioTimeout == 0 ? nil : ioTimeout)
         } catch {
             throw Failure.input(error, input)
         }
