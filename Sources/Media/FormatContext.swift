@@ -139,12 +139,15 @@ final class FormatContext {
         interrupt.arm(nil)
     }
 
-    /// The reason to show for a failed open: what FFmpeg logged for it when it said anything
-    /// (more precise than the return code: "moov atom not found" instead of "Invalid data found
-    /// when processing input", "Picture size 99999999x2 is invalid" instead of EBUSY), else the
-    /// code's text.
+    /// The reason to show for a failed open: what FFmpeg logged for it when it said anything, as it
+    /// is more precise than the return code. After "Invalid data found when processing input"
+    /// (what the code says of a file that is not what its demuxer expects), FFmpeg's line tells
+    /// why ("...: moov atom not found"); other codes are often only a by-product ("Picture size
+    /// 99999999x2 is invalid" came back as EBUSY), so the logged line replaces them.
     static func reason(_ status: Int32, logged: [String]) -> String {
-        logged.isEmpty ? ffErrorString(status) : logged.joined(separator: "; ")
+        guard !logged.isEmpty else { return ffErrorString(status) }
+        let said = logged.joined(separator: "; ")
+        return status == FFCode.invalidData ? "\(ffErrorString(status)): \(said)" : said
     }
 
     private static func openError(input: String, status: Int32, timedOut: Bool, timeout: Double?,

@@ -84,6 +84,7 @@ struct RunCommand: ParsableCommand {
         if emit != .embedding && loaded.runner.classCount == 0 {
             throw Failure(.cannotStart, subject: loaded.path, "the model has no class output; use --emit embedding")
         }
+        try checkBatchMemory(loaded)
 
         var options = PipelineOptions()
         options.batchSize = batch
@@ -125,6 +126,21 @@ struct RunCommand: ParsableCommand {
         if !quiet { printSummary(report) }
         if let sig = signals.received { throw ExitCode(128 + sig) }
         if report.failedInputs > 0 { throw ExitCode(ExitStatus.inputFailed.rawValue) }  // each failure already reported
+    }
+
+    /// The batch pool is allocated up front: `--jobs` x `--batches-in-flight` batches of `--batch`
+    /// images at the model's input size. A combination that cannot fit is a usage error, not an
+    /// allocation failure (the bound: half of this machine's memory).
+    private func checkBatchMemory(_ loaded: LoadedModel) throws {
+        let r = loaded.runner
+        let floats = Double(r.sampleSize + r.embeddingDim + r.classCount)
+        let bytes = Double(jobs) * Double(max(2, batchesInFlight)) * Double(batch) * floats * 4
+        let budget = Double(ProcessInfo.processInfo.physicalMemory) / 2
+        guard bytes > budget else { return }
+        let gib = { (v: Double) in String(format: "%.1f GiB", v / Double(1 << 30)) }
+        throw Failure(.usage, "--jobs \(jobs) x --batches-in-flight \(batchesInFlight) x --batch \(batch) buffers of "
+                      + "\(loaded.preprocess.width)x\(loaded.preprocess.height) images need \(gib(bytes)), more than half of "
+                      + "this machine's memory (\(gib(budget * 2))); lower one of them")
     }
 
     private func printSummary(_ r: PipelineReport) {

@@ -220,7 +220,7 @@ struct CommandLineTests {
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: truncated))
         let y4m = dir.appendingPathComponent("wide.y4m").path
         try (Data("YUV4MPEG2 W99999999 H2 F25:1 Ip A1:1 C420jpeg\nFRAME\n".utf8) + Data(count: 64)).write(to: URL(fileURLWithPath: y4m))
-        for (input, reason) in [(truncated, "open input: moov atom not found"), (y4m, "open input: Picture size 99999999x2 is invalid")] {
+        for (input, reason) in [(truncated, "open input: Invalid data found when processing input: moov atom not found"), (y4m, "open input: Picture size 99999999x2 is invalid")] {
             let r = try framepipe(["frames", input], timeout: 30)
             #expect(r.status == 1)
             #expect(r.stderrText == "framepipe: \(input): \(reason)\n", "\(r.stderrText)")
