@@ -48,6 +48,11 @@ struct CommandLineTests {
             #expect(r.status == 2, "\(command): \(r.status) \(r.stderrText)")
             #expect(r.stderrText.hasPrefix("framepipe: error: --batch must be in 1...1024 (got 100000)\n"), "\(r.stderrText)")
         }
+        // Flags within their ranges whose product cannot fit: a usage error, not an allocation crash.
+        let pool = try framepipe(["run", "--model", Self.model, "--jobs", "256", "--batches-in-flight", "64", "--batch", "1024",
+                                  Self.carphone], timeout: 60)
+        #expect(pool.status == 2 && !pool.signaled, "\(pool.status) \(pool.stderrText)")
+        #expect(pool.stderrText.contains("more than half of this machine's memory"), "\(pool.stderrText)")
     }
 
     // Item 3 and "wrote out//x.jsonl": the README's folder example creates the folder.
