@@ -90,18 +90,22 @@ enum Report {
     /// - Its parse and validation errors (and `Failure.usage`) are usage errors: 2.
     /// - `ExitCode` values thrown by a command are already reported: returned as they are.
     /// - `Failure` values carry their status; any other error means an input failed (1).
-    static func status(for error: Error, command: ParsableCommand.Type) -> Int32 {
+    static func status(for error: Error) -> Int32 {
         if let code = error as? ExitCode { return code.rawValue }
         if let failure = error as? Failure {
             line(failure.description)
             return failure.status.rawValue
         }
         if let media = error as? MediaError {
-            return status(for: Failure.input(media, media.input), command: command)
+            return status(for: Failure.input(media, media.input))
         }
         if error is LineWriter.Closed { return ExitStatus.ok.rawValue }
-        if error is InferenceError || error is KerasImportError || error is SetupError {  // the model: nothing ran
-            return status(for: Failure(.cannotStart, "\(error)"), command: command)
+        // A model error that reached here unwrapped: still nothing ran. Its text names the file.
+        if let e = error as? InferenceError { return status(for: Failure(.cannotStart, subject: e.source, "\(e)")) }
+        if let e = error as? KerasImportError { return status(for: Failure(.cannotStart, subject: e.path, "\(e)")) }
+        if let e = error as? SetupError {
+            line("\(e)")
+            return ExitStatus.cannotStart.rawValue
         }
         let code = FramePipe.exitCode(for: error)
         if code == .success {  // --help, --version, `help CMD`
@@ -109,7 +113,7 @@ enum Report {
             if !text.isEmpty { try? StdoutText.write(text + "\n") }
             return ExitStatus.ok.rawValue
         }
-        if code == .validationFailure || isParserError(error) {
+        if code == .validationFailure {  // ArgumentParser's 64 (EX_USAGE): parse errors and validate()
             var message = FramePipe.message(for: error)
             if message.hasPrefix("Error: ") { message.removeFirst("Error: ".count) }
             line("error: " + message)
@@ -120,12 +124,6 @@ enum Report {
         }
         line("error: \(FramePipe.message(for: error))")
         return ExitStatus.inputFailed.rawValue
-    }
-
-    /// ArgumentParser reports its own parse errors with 64 (EX_USAGE) and errors thrown from
-    /// `validate()` with that too; anything else it wraps keeps the code it gives.
-    private static func isParserError(_ error: Error) -> Bool {
-        FramePipe.exitCode(for: error).rawValue == 64
     }
 
     /// One stderr line, `framepipe: TEXT`.

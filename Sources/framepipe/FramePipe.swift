@@ -38,7 +38,7 @@ struct FramePipe: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
-            status = Report.status(for: error, command: FramePipe.self)
+            status = Report.status(for: error)
         }
         fflush(stdout)
         Foundation.exit(status)
