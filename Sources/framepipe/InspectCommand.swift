@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Inference
 import KerasImport
+import Media
 import Pipeline
 
 /// `framepipe inspect MODEL`: inputs, outputs, operators, parameters, MACs, preprocessing.
@@ -15,10 +16,15 @@ struct InspectCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func run() async throws {
-        let model = try LoadedModel.resolvePath(modelPath)
-        let imported = KerasModel.isHDF5(path: model) ? try KerasModel.importGraph(path: model)
-                                                       : try ONNXImporter.load(path: model)
-        let m = try Model(graph: imported, source: model)
+        let model = try ModelPath.resolve(modelPath)
+        let imported: Graph, m: Model
+        do {
+            imported = KerasModel.isHDF5(path: model) ? try KerasModel.importGraph(path: model)
+                                                      : try ONNXImporter.load(path: model)
+            m = try Model(graph: imported, source: model)
+        } catch {
+            throw Failure.model(error, path: model)
+        }
         let counts = imported.opCounts.sorted { $0.key < $1.key }
         let fused = m.graph.opCounts.sorted { $0.key < $1.key }
         if json {
@@ -26,34 +32,40 @@ struct InspectCommand: AsyncParsableCommand {
                 "{" + d.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
             }
             let outputs = m.graph.outputs.map { "{\"name\":\"\($0.name)\",\"shape\":\(m.shapes[$0.name]!.count == 1 ? "[-1,\(m.shapes[$0.name]![0])]" : "\([-1] + m.shapes[$0.name]!)")}" }
-            print("{\"model\":\"\(model)\",\"input\":{\"name\":\"\(m.inputName)\",\"shape\":\([-1] + m.inputShape)},"
+            try StdoutText.line("{\"model\":\"\(model)\",\"input\":{\"name\":\"\(m.inputName)\",\"shape\":\([-1] + m.inputShape)},"
                   + "\"outputs\":[\(outputs.joined(separator: ","))],\"embedding\":\"\(m.embeddingOutput)\",\"embedding_dim\":\(m.embeddingDim),"
                   + "\"logits\":\(m.logitsOutput.map { "\"\($0)\"" } ?? "null"),\"classes\":\(m.classCount),"
                   + "\"ops\":\(obj(counts)),\"ops_after_passes\":\(obj(fused)),\"parameters\":\(m.graph.parameterCount),"
                   + "\"macs\":\(m.macsPerImage),\"preprocessing\":\"\(m.expectedPreprocessing)\"}")
             return
         }
-        print("model: \(model)")
-        print("input: \(m.inputName) [N, \(m.inputShape.map(String.init).joined(separator: ", "))] float32 NCHW")
+        try StdoutText.line("model: \(model)")
+        try StdoutText.line("input: \(m.inputName) [N, \(m.inputShape.map(String.init).joined(separator: ", "))] float32 NCHW")
         for out in m.graph.outputs {
             var role = ""
             if out.name == m.embeddingOutput { role = " (embedding)" }
             if out.name == m.logitsOutput { role = " (logits)" }
-            print("output: \(out.name) [N, \(m.shapes[out.name]!.map(String.init).joined(separator: ", "))]\(role)")
+            try StdoutText.line("output: \(out.name) [N, \(m.shapes[out.name]!.map(String.init).joined(separator: ", "))]\(role)")
         }
         if !m.graph.outputs.contains(where: { $0.name == m.embeddingOutput }) {
-            print("embedding: \(m.embeddingOutput) (\(m.embeddingDim) values, the classifier's input)")
+            try StdoutText.line("embedding: \(m.embeddingOutput) (\(m.embeddingDim) values, the classifier's input)")
         }
-        print("ops: " + counts.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-        print("ops after passes: " + fused.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-        print("parameters (batch norms folded): \(m.graph.parameterCount) (\(String(format: "%.2f", Double(m.graph.parameterCount) / 1e6)) M)")
-        print("MACs per image: \(m.macsPerImage) (\(String(format: "%.1f", Double(m.macsPerImage) / 1e6)) M)")
-        print("runtime: \(m.runtimeSummary)")
-        print("classes: \(m.classCount)")
-        print("preprocessing (by layout): \(m.expectedPreprocessing)")
-        if let side = try ModelSidecar.load(forModel: model) {
-            let p = try ModelInputSetup(model: m, path: model, settings: ModelSettings()).preprocess
-            print("sidecar \(ModelSidecar.path(forModel: model)): \(p.width)x\(p.height), resize \(p.mode.rawValue), "
+        try StdoutText.line("ops: " + counts.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        try StdoutText.line("ops after passes: " + fused.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        try StdoutText.line("parameters (batch norms folded): \(m.graph.parameterCount) (\(String(format: "%.2f", Double(m.graph.parameterCount) / 1e6)) M)")
+        try StdoutText.line("MACs per image: \(m.macsPerImage) (\(String(format: "%.1f", Double(m.macsPerImage) / 1e6)) M)")
+        try StdoutText.line("runtime: \(m.runtimeSummary)")
+        try StdoutText.line("classes: \(m.classCount)")
+        try StdoutText.line("preprocessing (by layout): \(m.expectedPreprocessing)")
+        let sidecar: ModelSidecar?, preprocess: Preprocess?
+        do {
+            sidecar = try ModelSidecar.load(forModel: model)
+            preprocess = try sidecar.map { _ in try ModelInputSetup(model: m, path: model, settings: ModelSettings()).preprocess }
+        } catch {
+            throw Failure.model(error, path: model)
+        }
+        if let side = sidecar, let p = preprocess {
+            try StdoutText.line("sidecar \(ModelSidecar.path(forModel: model)): \(p.width)x\(p.height), resize \(p.mode.rawValue), "
                   + "mean \(p.mean), std \(p.std), labels \(side.labels?.count ?? 0)\(side.labelsFile.map { " (\($0))" } ?? "")")
         }
     }
