@@ -95,6 +95,9 @@ final class WatchedReader: FrameReader, @unchecked Sendable {
         inner.cancel()
     }
 
+    /// True once `interrupt` was called (a stall the worker detected).
+    var wasInterrupted: Bool { lock.lock(); defer { lock.unlock() }; return interruption != nil }
+
     /// Fails the input at the next read with `reason`.
     func interrupt(_ reason: String) {
         lock.lock(); if interruption == nil { interruption = reason }; lock.unlock()
