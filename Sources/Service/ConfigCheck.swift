@@ -24,6 +24,11 @@ public enum ConfigCheck {
         public var protectHome = false
         public var privateTmp = false
         public var stateDirectories: [String] = []
+        /// `Environment=` assignments (later ones win; an empty `Environment=` clears them).
+        public var environment: [String: String] = [:]
+
+        /// True when the service runs as a user other than root.
+        public var runsUnprivileged: Bool { dynamicUser || (user != nil && user != "root" && user != "0") }
     }
 
     /// The unit name for a config path: `framepipe.toml` → `framepipe.service`, `/etc/framepipe/NAME.toml`
@@ -114,6 +119,12 @@ public enum ConfigCheck {
                         throw ServiceError("\(file): \(key)=\(value) is not a time span systemd understands")
                     }
                     unit.timeoutStopSec = v
+                case "Environment":
+                    if value.isEmpty { unit.environment = [:]; continue }
+                    for a in assignments(value) {
+                        guard let eq = a.firstIndex(of: "=") else { continue }
+                        unit.environment[String(a[..<eq])] = String(a[a.index(after: eq)...])
+                    }
                 case "DynamicUser": unit.dynamicUser = ["yes", "true", "1", "on"].contains(value.lowercased())
                 case "User": unit.user = value.isEmpty ? nil : value
                 case "ProtectHome": unit.protectHome = !["no", "false", "0", "off", ""].contains(value.lowercased())
@@ -127,6 +138,25 @@ public enum ConfigCheck {
             }
         }
         return unit
+    }
+
+    /// The words of an `Environment=` value: space-separated, each optionally in double quotes.
+    static func assignments(_ value: String) -> [String] {
+        var out: [String] = []
+        var word = ""
+        var quoted = false
+        var started = false
+        for c in value {
+            if c == "\"" { quoted.toggle(); started = true; continue }
+            if c == " " && !quoted {
+                if started { out.append(word) }
+                word = ""; started = false
+                continue
+            }
+            word.append(c); started = true
+        }
+        if started { out.append(word) }
+        return out
     }
 
     /// A systemd time span in seconds (`30`, `30s`, `1min 30s`, `500ms`, `2h`); nil for
@@ -164,12 +194,22 @@ public enum ConfigCheck {
     /// The model file the service will load for `model`: `model.path`, else `$FRAMEPIPE_MODEL`,
     /// else the installed default model. The error says what to set in the config (serve has no
     /// `--model` flag) and where the default model was looked for.
-    public static func resolveModel(_ model: ModelConfig, configPath: String?) throws -> String {
+    ///
+    /// With `serviceEnvironment` (for `--check-config` of a unit that runs as a non-root user), the
+    /// default model is looked up as the service will: `$HOME` is `/` there and `$FRAMEPIPE_MODEL`
+    /// and `$XDG_DATA_HOME` are unset, so the caller's own `~/.local/share` does not count.
+    public static func resolveModel(_ model: ModelConfig, configPath: String?,
+                                    serviceEnvironment: [String: String]? = nil) throws -> String {
         if let p = model.path, !p.isEmpty { return p }
         do {
+            if let env = serviceEnvironment {
+                if let found = DefaultModel.locate(environment: env) { return found }
+                throw ServiceError("no default model")
+            }
             return try LoadedModel.resolvePath(nil)
         } catch {
-            let looked = DefaultModel.searchPaths().joined(separator: ", ")
+            let looked = DefaultModel.searchPaths(environment: serviceEnvironment ?? ProcessInfo.processInfo.environment)
+                .joined(separator: ", ")
             throw ServiceError("""
                 no model: set `model.path` in \(configPath ?? "the configuration") to an ONNX, Keras H5 or TFLite file \
                 the service can read, or install the default model with scripts/install (into \
@@ -199,8 +239,7 @@ public enum ConfigCheck {
         if unit.privateTmp, ["/tmp/", "/var/tmp/"].contains(where: { absolute.hasPrefix($0) }) {
             throw ServiceError("\(what) \(absolute): the service has its own /tmp (PrivateTmp= in \(unit.path)) and cannot see it")
         }
-        let asRoot = !unit.dynamicUser && (unit.user == nil || unit.user == "root" || unit.user == "0")
-        if asRoot { return }
+        if !unit.runsUnprivileged { return }
         let state = unit.stateDirectories.flatMap { [$0, $0.replacingOccurrences(of: "/var/lib/", with: "/var/lib/private/")] }
         if state.contains(where: { absolute.hasPrefix($0 + "/") }) { return }
         let who = unit.dynamicUser ? "the service's dynamic user" : "user \(unit.user!)"

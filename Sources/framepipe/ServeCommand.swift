@@ -91,11 +91,20 @@ struct ServeCommand: AsyncParsableCommand {
     static func check(_ cfg: ServeConfig, configPath: String, unitPath: String?) throws -> [String] {
         var out: [String] = []
         let unit = try ConfigCheck.findUnit(forConfig: configPath, explicit: unitPath)
-        let model = try ConfigCheck.resolveModel(cfg.model, configPath: configPath)
+        // The service (non-root, HOME=/) finds the default model where it is installed, not in the
+        // caller's ~/.local/share: look it up as it will.
+        var serviceEnv: [String: String]?
+        if let unit, unit.runsUnprivileged {
+            serviceEnv = ["HOME": "/"]
+            if let m = unit.environment["FRAMEPIPE_MODEL"] { serviceEnv?["FRAMEPIPE_MODEL"] = m }
+        }
+        let model = try ConfigCheck.resolveModel(cfg.model, configPath: configPath, serviceEnvironment: serviceEnv)
         try ConfigCheck.checkReadable(model, what: "model", unit: unit)
         if let labels = cfg.model.labels { try ConfigCheck.checkReadable(labels, what: "labels file", unit: unit) }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        do { _ = try PipelineEngine.load(cfg.model) } catch { throw ServiceError("cannot load model \(model): \(error)") }
+        var modelConfig = cfg.model
+        modelConfig.path = model
+        do { _ = try PipelineEngine.load(modelConfig) } catch { throw ServiceError("cannot load model \(model): \(error)") }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         out.append("model: \(model)\(cfg.model.path == nil ? " (the default model)" : ""): loads and compiles (\(String(format: "%.1f", seconds)) s)")
         if let unit {
