@@ -45,6 +45,12 @@ public final class AttemptsRecord: @unchecked Sendable {
         return e
     }
 
+    /// The stem recorded for `name`, whatever file it described (size and mtime not compared).
+    public func recordedStem(_ name: String) -> String? {
+        lock.lock(); defer { lock.unlock() }
+        return entries[name]?.stem
+    }
+
     /// Output stems claimed by files other than `name` (so two inputs never share a set).
     public func stemsClaimed(except name: String) -> Set<String> {
         lock.lock(); defer { lock.unlock() }

@@ -148,8 +148,13 @@ final class InboxWorker: @unchecked Sendable {
             fail(name, reason: reason, meta: meta)
             return
         }
-        let stem = previous.flatMap { $0.sha256 == sha256 ? $0.stem : nil }
-            ?? SetManifest.freeStem(for: name, outbox: outbox, claimed: attempts.stemsClaimed(except: name))
+        // The stem of an earlier try of this name is reused (its set is replaced) unless that set is
+        // complete and from other content: a set consumers may have read is never rewritten.
+        let earlier = attempts.recordedStem(name).flatMap { stem -> String? in
+            if previous?.sha256 == sha256 { return stem }
+            return SetManifest.isComplete(outbox: outbox, stem: stem) ? nil : stem
+        }
+        let stem = earlier ?? SetManifest.freeStem(for: name, outbox: outbox, claimed: attempts.stemsClaimed(except: name))
         let attempt: Int
         do {
             attempt = try attempts.begin(name, size: size, mtime: mtime, stem: stem, sha256: sha256)
