@@ -74,12 +74,15 @@ final class StreamWorker: @unchecked Sendable {
         if let c {
             liveness.observe(emitted: c.pipeline.progress.framesEmitted)
             for (queue, depth) in c.pipeline.queueDepths { depths[queue] = depth }
-            if let r = c.reader, r.secondsSinceFrame > config.stallTimeout {
-                r.interrupt("no frame for \(StreamWorker.seconds(config.stallTimeout)) s")
-            } else if c.reader == nil,
-                      Double(DispatchTime.now().uptimeNanoseconds - c.started.uptimeNanoseconds) / 1e9 > config.connectTimeout {
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - c.started.uptimeNanoseconds) / 1e9
+            if let r = c.reader, r.frameCount > 0 {
+                if r.secondsSinceFrame > config.stallTimeout {
+                    r.interrupt("no frame for \(StreamWorker.seconds(config.stallTimeout)) s")
+                }
+            } else if elapsed > config.connectTimeout {
+                // No first frame within connect_timeout: this attempt failed; the loop tries again.
                 lock.lock(); connectTimedOut = true; lock.unlock()
-                c.pipeline.cancel()
+                if let r = c.reader { r.interrupt("no frame within connect_timeout") } else { c.pipeline.cancel() }
             }
         }
         lock.lock()
@@ -108,10 +111,13 @@ final class StreamWorker: @unchecked Sendable {
     static func isListener(_ url: String) -> Bool { url.hasPrefix("udp://") || url.hasPrefix("rtp://") }
 
     /// Why a connection that delivered frames ended, as the gap line's `cause` and `reason`.
+    /// A listener's read that times out (FFmpeg's udp `timeout`, set to `stall_timeout`) fails
+    /// with EIO, which the media layer reports as damage: for a listener it means silence.
     static func lossReason(error: String?, stalledBy interruption: Bool, secondsSinceFrame: Double,
-                           stallTimeout: Double) -> (cause: String, reason: String) {
+                           stallTimeout: Double, listener: Bool = false) -> (cause: String, reason: String) {
         guard let error else { return ("ended", "the sender ended the stream") }
-        if interruption || secondsSinceFrame >= stallTimeout * 0.9 {
+        let silent = listener && ["Input/output error", "timed out", "Connection timed out"].contains { error.contains($0) }
+        if interruption || silent || secondsSinceFrame >= stallTimeout * 0.9 {
             return ("stalled", "no frame for \(seconds(stallTimeout)) s (the sender stopped or the network is down)")
         }
         return ("error", error)
@@ -148,18 +154,21 @@ final class StreamWorker: @unchecked Sendable {
             plan.openReader = { [weak self] in
                 let r = WatchedReader(try open(), metrics: metrics, source: source)
                 guard let self else { return r }
-                self.lock.lock()
-                self.current?.reader = r
-                self.up = true
-                connection += 1
-                let n = connection
-                opened = r
-                self.lock.unlock()
-                metrics.set("framepipe_stream_up", ["source": source], 1)
-                try? self.streamLog.append(StreamLog.connectedLine(stream: source, input: self.config.url,
-                                                                   time: Date().timeIntervalSince1970, attempt: thisAttempt,
-                                                                   connection: n, firstFrame: base))
-                self.log.info("stream \(source) connected", metadata: ["attempt": "\(thisAttempt)", "connection": "\(n)"])
+                self.lock.lock(); self.current?.reader = r; opened = r; self.lock.unlock()
+                // Connected once frames flow (an open can succeed on a silent socket).
+                r.onFirstFrame = { [weak self] in
+                    guard let self else { return }
+                    self.lock.lock()
+                    self.up = true
+                    connection += 1
+                    let n = connection
+                    self.lock.unlock()
+                    metrics.set("framepipe_stream_up", ["source": source], 1)
+                    try? self.streamLog.append(StreamLog.connectedLine(stream: source, input: self.config.url,
+                                                                       time: Date().timeIntervalSince1970, attempt: thisAttempt,
+                                                                       connection: n, firstFrame: base))
+                    self.log.info("stream \(source) connected", metadata: ["attempt": "\(thisAttempt)", "connection": "\(n)"])
+                }
                 if self.isStopping { r.finish() }
                 return r
             }
@@ -182,7 +191,7 @@ final class StreamWorker: @unchecked Sendable {
             if wasUp {
                 let (cause, reason) = Self.lossReason(error: outcome.error, stalledBy: reader?.wasInterrupted ?? false,
                                                       secondsSinceFrame: reader?.secondsSinceFrame ?? 0,
-                                                      stallTimeout: config.stallTimeout)
+                                                      stallTimeout: config.stallTimeout, listener: Self.isListener(config.url))
                 if cause == "error" { metrics.add("framepipe_errors_total", ["source": source, "kind": "input"]) }
                 let delay = Self.isListener(config.url) ? 0 : config.reconnectInitial
                 attempt = 0
