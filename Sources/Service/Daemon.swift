@@ -115,7 +115,8 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
         let engine: ServeEngine
         do { engine = try loader(config.model) } catch { throw ServiceError("cannot load model: \(error)") }
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-        log.info("model ready", metadata: ["model.path": "\(config.model.path ?? "(default)")",
+        let modelPath = (engine as? PipelineEngine)?.loaded.path ?? config.model.path ?? "(default)"
+        log.info("model ready", metadata: ["model.path": "\(modelPath)",
                                            "seconds": "\(String(format: "%.2f", loadSeconds))"])
         lock.lock(); settings = WorkSettings(engine: engine, config: config); lock.unlock()
 

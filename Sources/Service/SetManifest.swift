@@ -33,7 +33,12 @@ public struct SetManifest: Codable, Equatable, Sendable {
     /// True when `STEM.jsonl` (committed last) exists and does not end with an error record: the
     /// set is complete and describes a successful run.
     static func isComplete(outbox: String, stem: String) -> Bool {
-        guard let data = FileManager.default.contents(atPath: outbox + "/" + stem + ".jsonl") else { return false }
+        // The last line is all that matters: read the file's tail only (a set can be large).
+        guard let h = FileHandle(forReadingAtPath: outbox + "/" + stem + ".jsonl") else { return false }
+        defer { try? h.close() }
+        let end = (try? h.seekToEnd()) ?? 0
+        try? h.seek(toOffset: end > 1 << 20 ? end - (1 << 20) : 0)
+        let data = (try? h.readToEnd()) ?? Data()
         let lines = data.split(separator: 10)
         guard let last = lines.last else { return true }  // no frames, no error
         let object = (try? JSONSerialization.jsonObject(with: Data(last))) as? [String: Any]
