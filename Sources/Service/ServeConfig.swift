@@ -115,8 +115,9 @@ public struct StreamConfig: Sendable, Equatable, Decodable {
     /// No frame for this long counts as a disconnect (seconds).
     public var stallTimeout: Double = 10
     /// Longest wait for a connection to deliver its first frame before the attempt counts as
-    /// failed (seconds). For listening inputs (udp://, rtp://) a timeout only means the sender is
-    /// silent: the next attempt starts at once, without backoff.
+    /// failed (seconds). Listening inputs (udp://, rtp://) are not cut short while they may be
+    /// probing a sender; a silent wait there ends after `stall_timeout` and the next attempt starts
+    /// at once, without backoff.
     public var connectTimeout: Double = 5
 
     public init(name: String, url: String) { self.name = name; self.url = url }

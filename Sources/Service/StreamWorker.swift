@@ -79,6 +79,14 @@ final class StreamWorker: @unchecked Sendable {
                 if r.secondsSinceFrame > config.stallTimeout {
                     r.interrupt("no frame for \(StreamWorker.seconds(config.stallTimeout)) s")
                 }
+            } else if Self.isListener(config.url) {
+                // A listener may be probing a sender that just started: never cut that short. Its
+                // silent waits end with the read timeout (stall_timeout); an open stuck beyond that
+                // is given up.
+                if c.reader == nil && elapsed > 2 * config.stallTimeout + config.connectTimeout {
+                    lock.lock(); connectTimedOut = true; lock.unlock()
+                    c.pipeline.cancel()
+                }
             } else if elapsed > config.connectTimeout {
                 // No first frame within connect_timeout: this attempt failed; the loop tries again.
                 lock.lock(); connectTimedOut = true; lock.unlock()
@@ -205,7 +213,9 @@ final class StreamWorker: @unchecked Sendable {
                 continue
             }
             metrics.add("framepipe_connect_failures_total", ["source": source])
-            let silent = timedOut && Self.isListener(config.url)
+            // A listener that heard nothing is waiting for its sender, not failing to reach it.
+            let silent = Self.isListener(config.url) && (timedOut || Self.lossReason(error: outcome.error, stalledBy: false,
+                secondsSinceFrame: 0, stallTimeout: config.stallTimeout, listener: true).cause == "stalled")
             let reason = timedOut ? "no frame within connect_timeout (\(Self.seconds(config.connectTimeout)) s)"
                 : (outcome.error ?? "the stream ended before its first frame")
             // The time spent connecting counts toward the backoff; a silent listener retries at once.
