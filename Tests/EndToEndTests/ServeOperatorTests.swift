@@ -116,7 +116,7 @@ import TestSupport
         let clip = try Self.clip(in: h.root)
         let size = (try FileManager.default.attributesOfItem(atPath: clip)[.size] as? Int) ?? 0
         #expect(size > 8192)
-        try h.writeConfig(h.config(top: "settle_time = 1\nretries = 1\nretry_delay = 3\n",
+        try h.writeConfig(h.config(top: "settle_time = 2\nretries = 1\nretry_delay = 3\n",
                                    output: "emit = [\"labels\"]\nfiles = [\"npy\", \"csv\"]"))
         // A slow write in place, started before the service: one dd (open, write, close) per chunk.
         let chunk = 4096
@@ -137,7 +137,7 @@ import TestSupport
         let pausing = try Process.run(URL(fileURLWithPath: "/bin/sh"), arguments: ["-c", """
             truncate -s \(size) '\(sparse)'
             dd if='\(clip)' of='\(sparse)' bs=\(chunk) count=\(half) conv=notrunc status=none
-            sleep 2.5
+            sleep 3.5
             dd if='\(clip)' of='\(sparse)' bs=\(chunk) skip=\(half) seek=\(half) conv=notrunc status=none
             """])
         defer { if pausing.isRunning { pausing.terminate() } }
