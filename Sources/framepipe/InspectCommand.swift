@@ -10,14 +10,13 @@ struct InspectCommand: AsyncParsableCommand {
         commandName: "inspect",
         abstract: "Describe a model: inputs, outputs, op counts, parameters, MACs and expected preprocessing.")
 
-    @Argument(help: "Model file (ONNX or Keras H5); default: $FRAMEPIPE_MODEL, then the installed default model.")
+    @Argument(help: "Model file (ONNX, Keras H5 or TFLite); default: $FRAMEPIPE_MODEL, then the default model (see `framepipe models`).")
     var modelPath: String?
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func run() async throws {
         let model = try LoadedModel.resolvePath(modelPath)
-        let imported = KerasModel.isHDF5(path: model) ? try KerasModel.importGraph(path: model)
-                                                       : try ONNXImporter.load(path: model)
+        let imported = try importModelGraph(model)
         let m = try Model(graph: imported, source: model)
         let counts = imported.opCounts.sorted { $0.key < $1.key }
         let fused = m.graph.opCounts.sorted { $0.key < $1.key }
