@@ -69,16 +69,24 @@ public final class LoadedModel: @unchecked Sendable {
 
     /// Loads, verifies, optimises and compiles the model and works out its preprocessing.
     public static func load(_ s: ModelSettings) throws -> LoadedModel {
+        let p = try prepare(s)
+        let engine = try Engine(model: p.model, precision: s.precision, maxBatch: s.batchSize, threads: s.threads)
+        try engine.warmUp()
+        return LoadedModel(path: p.path, model: p.model, runner: EngineRunner(engine: engine), preprocess: p.preprocess,
+                           labels: p.labels, provenance: p.provenance)
+    }
+
+    /// Everything `load` works out except the compiled engine: the model file (resolved), the
+    /// verified model, its preprocessing and labels, and where each setting came from.
+    public static func prepare(_ s: ModelSettings) throws -> PreparedModel {
         let path = try resolvePath(s.modelPath)
         let model = try loadModelFile(path)
         let setup = try ModelInputSetup(model: model, path: path, settings: s)
         var prov = setup.provenance
         let labels = try loadLabels(settings: s, sidecar: setup.sidecar.map { ($0, ModelSidecar.path(forModel: path)) },
                                     modelPath: path, classCount: model.classCount, provenance: &prov)
-        let engine = try Engine(model: model, precision: s.precision, maxBatch: s.batchSize, threads: s.threads)
-        try engine.warmUp()
-        return LoadedModel(path: path, model: model, runner: EngineRunner(engine: engine), preprocess: setup.preprocess,
-                           labels: labels, provenance: prov)
+        return PreparedModel(path: path, model: model, preprocess: setup.preprocess, sidecar: setup.sidecar,
+                             labels: labels, provenance: prov)
     }
 
     private static func loadLabels(settings s: ModelSettings, sidecar: (ModelSidecar, String)?, modelPath: String,
@@ -130,6 +138,17 @@ public final class LoadedModel: @unchecked Sendable {
         prov["labels"] = "none (class indices only; pass --labels FILE)"
         return nil
     }
+}
+
+/// A model file resolved, imported and verified, with its preprocessing and labels (not compiled).
+public struct PreparedModel {
+    public let path: String
+    public let model: Model
+    public let preprocess: Preprocess
+    public let sidecar: ModelSidecar?
+    public let labels: [String]?
+    /// Setting name -> where its value came from.
+    public let provenance: [String: String]
 }
 
 /// Loads a model file with the importer its content calls for (`ModelFormat.detect`), verified
@@ -206,7 +225,10 @@ public enum ModelFormat: String, Sendable {
         if isText(head) {
             let first = String(decoding: head.prefix(40), as: UTF8.self)
                 .split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
-            throw SetupError("\(path): is a text file (starts with \"\(first)\"), not a model file (ONNX, Keras H5 or TFLite)")
+            let ext = (path as NSString).pathExtension.lowercased()
+            let hint = ["h5", "hdf5"].contains(ext) ? ": no HDF5 signature, so not a Keras H5 model"
+                : ext == "tflite" ? ": no TFL3 identifier, so not a TFLite model" : ext == "onnx" ? ": not an ONNX protobuf" : ""
+            throw SetupError("\(path): is a text file (starts with \"\(first)\")\(hint), not a model file (ONNX, Keras H5 or TFLite)")
         }
         if head.count >= 4, head[0] == 0x0A, looksLikeGraphDef(head) {
             throw SetupError("\(path): TensorFlow GraphDef is not supported; convert with tf2onnx "
