@@ -60,12 +60,13 @@ struct TFLiteImporter {
 
     /// Decodes `bytes` as a `.tflite` file and converts it. Throws `InferenceError` naming `source`.
     static func importGraph(bytes: [UInt8], source: String) throws -> Graph {
-        let file: TFLiteFile
-        do { file = try TFLiteFile(bytes: bytes) } catch let error as FlatBufferError {
+        do {
+            var importer = TFLiteImporter(source: source, file: try TFLiteFile(bytes: bytes))
+            return try importer.convert()
+        } catch let error as FlatBufferError {
+            // Also from an operator's options table, read while converting.
             throw InferenceError(source: source, reason: "malformed TFLite file: \(error.description)")
         }
-        var importer = TFLiteImporter(source: source, file: file)
-        return try importer.convert()
     }
 
     // MARK: - Graph

@@ -4,9 +4,9 @@ package's flatbuffer builders, and checks each runs in LiteRT.
 
     .venv/bin/python Tests/TFLiteImportTests/Fixtures/make_models.py   # regenerates *.tflite here
 
-tiny_float.tflite:   float32 [1, 9, 9, 3] -> CONV_2D 3x3/2 SAME (odd size: asymmetric pads) RELU6
+tiny_float.tflite:   float32 [1, 8, 8, 3] -> CONV_2D 3x3/2 SAME (even size: pads 0 top/left, 1 bottom/right) RELU6
                      -> DEPTHWISE_CONV_2D 3x3/1 SAME x2 RELU -> CONV_2D 1x1 -> ADD (residual) RELU6
-                     -> AVERAGE_POOL_2D 5x5 VALID (global) -> RESHAPE [1, 8] -> FULLY_CONNECTED 5 -> SOFTMAX
+                     -> AVERAGE_POOL_2D 4x4 VALID (global) -> RESHAPE [1, 8] -> FULLY_CONNECTED 5 -> SOFTMAX
 tiny_dequant.tflite: the same graph with int8 per-channel conv/depthwise filters, a uint8 per-tensor
                      FC weight (zero point 117) and a float16 bias, each through DEQUANTIZE; MEAN over
                      [1, 2] instead of AVERAGE_POOL_2D.
@@ -232,7 +232,7 @@ def per_channel_int8(w, dim):
 def build(dequant):
     w = weights(np.random.default_rng(11))
     m = ModelBuilder()
-    x = m.tensor("input", [1, 9, 9, 3])
+    x = m.tensor("input", [1, 8, 8, 3])
 
     def const(name, array, how=None):
         """A float constant, or (dequant) a quantized/fp16 one followed by DEQUANTIZE."""
@@ -255,17 +255,17 @@ def build(dequant):
 
     f1 = const("conv1/filter", w["conv1"], 0)
     b1 = const("conv1/bias", w["conv1_b"])
-    c1 = m.tensor("conv1", [1, 5, 5, 4])
+    c1 = m.tensor("conv1", [1, 4, 4, 4])
     m.op(CONV_2D, [x, f1, b1], [c1], 1, conv_options(SAME, 2, RELU6))
     fd = const("dw/filter", w["dw"], 3)
     bd = const("dw/bias", w["dw_b"], "fp16")
-    d = m.tensor("dw", [1, 5, 5, 8])
+    d = m.tensor("dw", [1, 4, 4, 8])
     m.op(DEPTHWISE_CONV_2D, [c1, fd, bd], [d], 2, dw_options(SAME, 1, 2, RELU))
     fp = const("pw/filter", w["pw"], 0)
     bp = const("pw/bias", w["pw_b"])
-    p = m.tensor("pw", [1, 5, 5, 8])
+    p = m.tensor("pw", [1, 4, 4, 8])
     m.op(CONV_2D, [d, fp, bp], [p], 1, conv_options(VALID, 1, NONE))
-    s = m.tensor("residual", [1, 5, 5, 8])
+    s = m.tensor("residual", [1, 4, 4, 8])
     m.op(ADD, [p, d], [s], 11, add_options(RELU6))
     if dequant:
         axes = m.tensor("mean/axes", [2], INT32, np.array([1, 2], dtype=np.int32))
@@ -274,7 +274,7 @@ def build(dequant):
         r = g
     else:
         g = m.tensor("pool", [1, 1, 1, 8])
-        m.op(AVERAGE_POOL_2D, [s], [g], 5, pool_options(5))
+        m.op(AVERAGE_POOL_2D, [s], [g], 5, pool_options(4))
         shape = m.tensor("reshape/shape", [2], INT32, np.array([1, 8], dtype=np.int32))
         r = m.tensor("flat", [1, 8])
         m.op(RESHAPE, [g, shape], [r], 17, reshape_options([1, 8]))
@@ -296,7 +296,7 @@ def main():
             f.write(data)
         it = Interpreter(model_path=path)
         it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], np.ones((1, 9, 9, 3), dtype=np.float32))
+        it.set_tensor(it.get_input_details()[0]["index"], np.ones((1, 8, 8, 3), dtype=np.float32))
         it.invoke()
         print(name, len(data), "bytes; LiteRT output on ones:", it.get_tensor(it.get_output_details()[0]["index"]).round(4),
               file=sys.stderr)
