@@ -222,6 +222,9 @@ public enum ModelFormat: String, Sendable {
             throw SetupError("\(path): a TensorFlow SavedModel is not supported; convert its folder with tf2onnx "
                              + "(python -m tf2onnx.convert --saved-model DIR --output model.onnx)")
         }
+        if head.starts(with: Array("version https://git-lfs.github.com/spec/".utf8)) {
+            throw SetupError("\(path): is a Git LFS pointer, not the model itself; fetch it with `git lfs pull`")
+        }
         if isText(head) {
             let first = String(decoding: head.prefix(40), as: UTF8.self)
                 .split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
