@@ -111,6 +111,37 @@ struct DefaultModelRunTests {
         }
     }
 
+    static var canSandbox: Bool {
+        getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare")
+            && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
+            && FileManager.default.isReadableFile(atPath: DefaultModelInstall.installed)
+    }
+
+    /// As the hardened unit runs it (systemd is not PID 1 here, so its settings are imitated): a
+    /// private mount namespace with /root and /home hidden (ProtectHome) and / read-only
+    /// (ProtectSystem=strict), an unprivileged uid with no home (DynamicUser), a binary outside any
+    /// checkout (/usr/local/bin). It must still find the model scripts/setup installed.
+    @Test(.enabled(if: canSandbox)) func hardenedSandboxFindsTheInstalledModel() throws {
+        let dir = try TestEnv.tempDir("default-sandbox")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bin = dir.appendingPathComponent("framepipe").path
+        try FileManager.default.copyItem(atPath: TestEnv.framepipe, toPath: bin)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: dir.path)
+        let video = TestEnv.asset("videos/slideshow_dev.mp4")
+        let script = """
+            mount -t tmpfs -o ro none /root && mount -t tmpfs -o ro none /home && mount -o remount,bind,ro / && \
+            exec setpriv --reuid=61234 --regid=61234 --clear-groups env -i HOME=/nonexistent PATH=/usr/bin:/bin \
+                "$0" run --quiet --every 50 --top-k 1 "$1"
+            """
+        let r = try runProcess("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script, bin, video], timeout: 300)
+        #expect(r.status == 0, "\(r.stderrText)")
+        let labels = try jsonLines(r).map { (($0["labels"] as! [[String: Any]])[0]["label"] as! String) }
+        #expect(labels.count == 4)
+        for (got, want) in zip(labels, ["Egyptian cat", "chickadee", "military uniform", "dragonfly"]) {
+            #expect(got.hasPrefix(want), "\(labels)")
+        }
+    }
+
     @Test func inspectAndBenchTakeTheDefaultModelToo() throws {
         let dir = try TestEnv.tempDir("default-inspect")
         defer { try? FileManager.default.removeItem(at: dir) }
