@@ -312,8 +312,11 @@ public struct ModelInputSetup {
         if let mw = modelW, let mh = modelH, mw != width || mh != height {
             throw SetupError("\(path): the model takes \(mw)x\(mh) images, but \(width)x\(height) was asked for")
         }
-        let mean = from("mean", s.mean, side.mean, [127.5, 127.5, 127.5], "default ([-1, 1] scaling)")
-        let std = from("std", s.std, side.std, [127.5, 127.5, 127.5], "default ([-1, 1] scaling)")
+        // A quantized TFLite input states its own scaling (scale, zero point); otherwise [-1, 1].
+        let quant = (try? ModelFormat.detect(path: path)) == .tflite ? TFLiteModel.inputNormalisation(path: path) : nil
+        let why = quant != nil ? "model input quantization" : "default ([-1, 1] scaling)"
+        let mean = from("mean", s.mean, side.mean, quant.map { [$0.mean, $0.mean, $0.mean] } ?? [127.5, 127.5, 127.5], why)
+        let std = from("std", s.std, side.std, quant.map { [$0.std, $0.std, $0.std] } ?? [127.5, 127.5, 127.5], why)
         for (name, v) in [("mean", mean), ("std", std)] where v.count != 3 {
             throw SetupError("--\(name) needs 3 values (R,G,B), got \(v.count)")
         }

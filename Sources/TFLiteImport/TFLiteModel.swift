@@ -38,4 +38,22 @@ public enum TFLiteModel {
     public static func importGraph(bytes: [UInt8], source: String) throws -> Graph {
         try TFLiteImporter.importGraph(bytes: bytes, source: source)
     }
+
+    /// The pixel normalisation a quantized model's input implies, for 0...255 RGB pixels fed as its
+    /// integers: uint8 `q = pixel` gives real = scale * (pixel - zero_point), i.e. mean = zero_point and
+    /// std = 1 / scale; int8 `q = pixel - 128` gives mean = zero_point + 128. Nil for a float input,
+    /// or when the file cannot be read (loading it reports that).
+    public static func inputNormalisation(path: String) -> (mean: Float, std: Float)? {
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path)),
+              let file = try? TFLiteFile(bytes: [UInt8](data)), file.inputs.count == 1,
+              file.inputs[0] >= 0, file.inputs[0] < file.tensors.count else { return nil }
+        let input = file.tensors[file.inputs[0]]
+        guard let q = input.quantization, q.scale.count == 1, q.scale[0] > 0, q.scale[0].isFinite else { return nil }
+        let zero = Float(q.zeroPoint.first ?? 0)
+        switch input.type {
+        case .uint8: return (zero, 1 / q.scale[0])
+        case .int8: return (zero + 128, 1 / q.scale[0])
+        default: return nil
+        }
+    }
 }

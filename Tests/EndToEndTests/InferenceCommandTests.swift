@@ -50,6 +50,20 @@ import TestSupport
         #expect(r.stdoutText.contains("output: features [N, 8] (embedding)"))
     }
 
+    /// Without a sidecar, a quantized TFLite model's input quantization gives its normalisation.
+    @Test(.enabled(if: TestEnv.hasAssets)) func quantizedTFLiteInputGivesItsOwnScaling() throws {
+        let dir = try TestEnv.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("bare.tflite").path
+        try FileManager.default.copyItem(atPath: TestEnv.packageRoot.appendingPathComponent("models/mobilenet_v2_1.0_224_quant.tflite").path,
+                                         toPath: path)
+        let r = try framepipe(["check", "--model", path, TestEnv.asset("images/cat.bmp")])
+        #expect(r.status == 0, "\(r.stderrText)")
+        #expect(r.stderrText.contains("mean [128.0, 128.0, 128.0], std [128.0, 128.0, 128.0]"), "\(r.stderrText)")
+        #expect(r.stderrText.contains("mean: model input quantization"), "\(r.stderrText)")
+        #expect(r.stdoutText.contains("\"index\":286"))
+    }
+
     @Test func modelLoadingMessagesSayWhatTheFileIs() throws {
         let dir = try TestEnv.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
