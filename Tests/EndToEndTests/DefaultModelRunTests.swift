@@ -142,6 +142,66 @@ struct DefaultModelRunTests {
         }
     }
 
+    /// `framepipe serve` with a config that has no `model.path`, in the same imitated sandbox: the
+    /// inbox file is labelled with the installed ImageNet model.
+    @Test(.enabled(if: canSandbox)) func hardenedSandboxServeWithoutModelPath() throws {
+        let dir = try TestEnv.tempDir("default-serve")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fm = FileManager.default
+        try fm.setAttributes([.posixPermissions: 0o755], ofItemAtPath: dir.path)
+        let bin = dir.appendingPathComponent("framepipe").path
+        try fm.copyItem(atPath: TestEnv.framepipe, toPath: bin)
+        let state = dir.appendingPathComponent("state")
+        try fm.createDirectory(at: state, withIntermediateDirectories: true)
+        try fm.setAttributes([.ownerAccountID: 61234, .groupOwnerAccountID: 61234], ofItemAtPath: state.path)
+        let config = dir.appendingPathComponent("framepipe.toml").path
+        try """
+            state_dir = "\(state.path)"
+            inbox = "\(state.path)/inbox"
+            outbox = "\(state.path)/outbox"
+            stream_dir = "\(state.path)/streams"
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        // The state folder stays writable, as StateDirectory= does under ProtectSystem=strict.
+        let script = """
+            mount -t tmpfs -o ro none /root && mount -t tmpfs -o ro none /home && mount --bind "$2" "$2" && \
+            mount -o remount,bind,ro / && \
+            exec setpriv --reuid=61234 --regid=61234 --clear-groups env -i HOME=/nonexistent PATH=/usr/bin:/bin \
+                "$0" serve --config "$1"
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        process.arguments = ["-m", "/bin/sh", "-c", script, bin, config, state.path]   // sh execs: the PID is framepipe's
+        let log = dir.appendingPathComponent("serve.log")
+        fm.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        defer {
+            if process.isRunning { process.terminate() }   // SIGTERM to this PID only
+            process.waitUntilExit()
+        }
+        let inbox = state.appendingPathComponent("inbox"), out = state.appendingPathComponent("outbox/slideshow.jsonl")
+        var waited = 0.0
+        while !fm.fileExists(atPath: inbox.path) && waited < 60 && process.isRunning { Thread.sleep(forTimeInterval: 0.2); waited += 0.2 }
+        try #require(fm.fileExists(atPath: inbox.path), "serve did not start: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+        let staged = state.appendingPathComponent("staged.mp4")
+        try fm.copyItem(atPath: TestEnv.asset("videos/slideshow_dev.mp4"), toPath: staged.path)
+        try fm.moveItem(at: staged, to: inbox.appendingPathComponent("slideshow.mp4"))
+        waited = 0
+        while !fm.fileExists(atPath: out.path) && waited < 180 && process.isRunning { Thread.sleep(forTimeInterval: 0.5); waited += 0.5 }
+        let logText = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        let text = try #require(try? String(contentsOf: out, encoding: .utf8), "no output; serve log:\n\(logText)")
+        let objs = try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        #expect(objs.count == 200)
+        let top = objs.map { (($0["labels"] as! [[String: Any]])[0]["label"] as! String) }
+        for (segment, want) in ["Egyptian cat", "chickadee", "military uniform", "dragonfly"].enumerated() {
+            let hits = top[(50 * segment)..<(50 * (segment + 1))].filter { $0.hasPrefix(want) }.count
+            #expect(hits >= 48, "segment \(segment): \(hits)/50 \(want)")
+        }
+        #expect(logText.contains("model ready"), "\(logText)")
+    }
+
     @Test func inspectAndBenchTakeTheDefaultModelToo() throws {
         let dir = try TestEnv.tempDir("default-inspect")
         defer { try? FileManager.default.removeItem(at: dir) }
