@@ -49,8 +49,9 @@ struct TFLiteImporter {
     private var constantAlias: [Int: Int] = [:]      // DEQUANTIZE output -> its constant input
     private var names = Set<String>()
     private var pooled: [Value] = []                 // flattened global-average-pool outputs, in order
+    private var weightElements = 0                   // floats materialised so far (see `constant`)
 
-    /// Largest input tensor accepted (elements per sample): far above any image model.
+    /// Largest input or activation accepted (elements per sample): far above any image model.
     static let maxInputElements = 1 << 26
 
     init(source: String, file: TFLiteFile) {
@@ -207,7 +208,7 @@ struct TFLiteImporter {
                 throw OpError("input \(x.shape) has a spatial extent: flattening NHWC and NCHW orders differ (not supported)")
             }
             try gemm(x: x, weightIndex: op.inputs.count > 1 ? op.inputs[1] : -1, biasIndex: op.inputs.count > 2 ? op.inputs[2] : -1,
-                     layout: .outIn(inFeatures: c), out: out, fused: try o?.i8(0) ?? 0, label: label)
+                     inFeatures: c, out: out, fused: try o?.i8(0) ?? 0, label: label)
         case .reshape:
             let x = try activation(op, 0)
             let target = try tensorOrThrow(out).shape
@@ -283,7 +284,7 @@ struct TFLiteImporter {
             if x.image.h == 1, x.image.w == 1, kernel == [1, 1], groups == 1 {
                 // A 1x1 convolution of a 1x1 map (the classifier after the global pool) is a Gemm.
                 try gemm(x: x, weightIndex: op.inputs[1], biasIndex: op.inputs.count > 2 ? op.inputs[2] : -1,
-                         layout: .outIn(inFeatures: c), out: op.outputs[0], fused: fused, label: label)
+                         inFeatures: c, out: op.outputs[0], fused: fused, label: label)
                 return
             }
             // [O, kH, kW, I] -> [O, I, kH, kW]
@@ -308,15 +309,12 @@ struct TFLiteImporter {
         try emit(.conv(attrs), inputs: inputs, out: op.outputs[0], shape: [outChannels] + size, fused: fused, label: label)
     }
 
-    private enum WeightLayout { case outIn(inFeatures: Int) }
-
     /// `y = x · Wᵀ + b` with a TFLite `[out, in]` (or `[out, 1, 1, in]`) weight.
-    private mutating func gemm(x: Value, weightIndex: Int, biasIndex: Int, layout: WeightLayout, out: Int,
+    private mutating func gemm(x: Value, weightIndex: Int, biasIndex: Int, inFeatures k: Int, out: Int,
                                fused: Int8, label: String) throws {
         guard weightIndex >= 0 else { throw OpError("missing weights") }
         let weight = try constant(weightIndex, role: "weights")
-        guard case .outIn(let k) = layout, weight.shape.count >= 2, weight.shape.first! > 0,
-              weight.data.count == weight.shape[0] * k else {
+        guard weight.shape.count >= 2, weight.shape[0] > 0, weight.data.count == weight.shape[0] * k else {
             throw OpError("weights \(weight.shape) do not match \(x.shape) inputs")
         }
         let n = weight.shape[0]
@@ -344,6 +342,10 @@ struct TFLiteImporter {
     /// Appends `op` writing tensor `out`, followed by the fused activation when there is one.
     private mutating func emit(_ op: Op, inputs: [String], out: Int, shape: [Int], fused: Int8, label: String) throws {
         let declared = try tensorOrThrow(out).shape
+        guard shape.allSatisfy({ $0 > 0 && $0 <= TFLiteImporter.maxInputElements }),
+              shape.reduce(1, { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }) <= TFLiteImporter.maxInputElements else {
+            throw OpError("output \(shape) per sample is too large (more than \(TFLiteImporter.maxInputElements) values)")
+        }
         if declared.count == 4, shape.count == 3, declared.dropFirst() != [shape[1], shape[2], shape[0]] {
             throw OpError("computes [\(shape[1]), \(shape[2]), \(shape[0])] per sample but the file declares \(declared)")
         }
@@ -474,7 +476,7 @@ struct TFLiteImporter {
     }
 
     /// A constant tensor as float32 in TFLite's layout, dequantized when it is quantized.
-    private func constant(_ index: Int, role: String) throws -> (shape: [Int], data: [Float]) {
+    private mutating func constant(_ index: Int, role: String) throws -> (shape: [Int], data: [Float]) {
         var index = index
         var hops = 0
         while let alias = constantAlias[index] {
@@ -485,6 +487,12 @@ struct TFLiteImporter {
         let t = try tensorOrThrow(index)
         guard values[index] == nil else { throw OpError("\(role) '\(t.name)' must be a constant, it is an activation") }
         let (range, count) = try data(of: t, index: index)
+        // Every stored element becomes at most one float, unless a hostile file makes thousands of
+        // operators share one big tensor: bound the total by the file's size.
+        weightElements += count
+        guard weightElements <= file.buffer.count + (1 << 22) else {
+            throw OpError("\(role) '\(t.name)': the operators' weights add up to more elements than the file could hold")
+        }
         let floats: [Float] = file.buffer.bytes.withUnsafeBytes { raw in
             let base = raw.baseAddress! + range.lowerBound
             switch t.type! {
