@@ -204,6 +204,14 @@ struct TestFailure: Error, CustomStringConvertible {
         FileHandle.standardError.write(Data("note: replayed \(names.count) saved TFLite fuzz input(s)\n".utf8))
     }
 
+    /// One stored filter read by 1200 operators would expand to far more weights than the file holds.
+    @Test func weightsSharedByManyOperatorsAreBounded() throws {
+        let bytes = try TFLiteFixtures.bytes("shared_weights.tflite")
+        #expect {
+            try TFLiteModel.importGraph(bytes: bytes, source: "shared.tflite")
+        } throws: { "\($0)".contains("the operators' weights add up to more elements than the file could hold") }
+    }
+
     @Test func specificDamageHasSpecificMessages() throws {
         let clean = try TFLiteFixtures.bytes("tiny_float.tflite")
         func message(_ bytes: [UInt8]) -> String {

@@ -10,6 +10,8 @@ tiny_float.tflite:   float32 [1, 8, 8, 3] -> CONV_2D 3x3/2 SAME (even size: pads
 tiny_dequant.tflite: the same graph with int8 per-channel conv/depthwise filters, a uint8 per-tensor
                      FC weight (zero point 117) and a float16 bias, each through DEQUANTIZE; MEAN over
                      [1, 2] instead of AVERAGE_POOL_2D.
+shared_weights.tflite: hostile: 1200 CONV_2D 1x1 in a chain, all reading one 64x64 float filter
+                     (16 KiB stored, 4.9 M weights once expanded per operator); the importer must refuse it.
 """
 import os
 import sys
@@ -287,7 +289,20 @@ def build(dequant):
     return m.build([x], [out])
 
 
+def build_shared_weights():
+    m = ModelBuilder()
+    x = m.tensor("input", [1, 4, 4, 64])
+    f = m.tensor("shared/filter", [64, 1, 1, 64], FLOAT32, np.full((64, 1, 1, 64), 0.01, dtype=np.float32))
+    for i in range(1200):
+        y = m.tensor("conv%d" % i, [1, 4, 4, 64])
+        m.op(CONV_2D, [x, f], [y], 1, conv_options(VALID, 1, NONE))
+        x = y
+    return m.build([0], [x])
+
+
 def main():
+    with open(os.path.join(HERE, "shared_weights.tflite"), "wb") as f:
+        f.write(build_shared_weights())
     from ai_edge_litert.interpreter import Interpreter
     for name, dequant in [("tiny_float.tflite", False), ("tiny_dequant.tflite", True)]:
         data = build(dequant)
