@@ -33,8 +33,10 @@ let package = Package(
         .target(name: "Inference", dependencies: ["CDNNL", "ONNXProto"]),
         // Keras H5 importer (libhdf5) producing the same graph IR as the ONNX importer.
         .target(name: "KerasImport", dependencies: ["CHDF5", "Inference"]),
+        // TFLite flatbuffer importer (its own bounds-checked reader) producing the same graph IR.
+        .target(name: "TFLiteImport", dependencies: ["Inference"]),
         .target(name: "Output"),
-        .target(name: "Pipeline", dependencies: ["Media", "Inference", "KerasImport", "Output"]),
+        .target(name: "Pipeline", dependencies: ["Media", "Inference", "KerasImport", "TFLiteImport", "Output"]),
         // The daemon: config, inbox watcher, live streams, sd_notify, metrics.
         .target(
             name: "Service",
@@ -60,6 +62,7 @@ let package = Package(
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "ONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf"), "TestSupport"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "KerasImportTests", dependencies: ["KerasImport", "Inference", "TestSupport"]),
+        .testTarget(name: "TFLiteImportTests", dependencies: ["TFLiteImport", "Inference", "Pipeline", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Output", "TestSupport"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "TestSupport"]),
         // Runs the built `framepipe` binary as a user would; depends on it so it is built first.

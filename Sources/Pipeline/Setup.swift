@@ -3,11 +3,13 @@ import Inference
 import KerasImport
 import Media
 import Output
+import TFLiteImport
 
 /// What the user chose about the model (flags or config); nil fields come from the sidecar, then
 /// from the model itself, then from framepipe's defaults.
 public struct ModelSettings: Sendable, Equatable {
-    /// Model file (ONNX or Keras H5); nil: `FRAMEPIPE_MODEL`, then the installed default model.
+    /// Model file (ONNX, Keras H5 or TFLite); nil: `FRAMEPIPE_MODEL`, then the default model
+    /// (`DefaultModel`).
     public var modelPath: String?
     public var precision: Precision = .fp32
     /// oneDNN (OpenMP) threads; nil: oneDNN's default (all cores).
@@ -52,32 +54,39 @@ public final class LoadedModel: @unchecked Sendable {
         self.labels = labels; self.provenance = provenance
     }
 
-    /// Where the model comes from when no path is given: `FRAMEPIPE_MODEL`, then the default model.
+    /// The model to load: `explicit` (`--model`, or the service config's `model.path`) when given,
+    /// then `$FRAMEPIPE_MODEL`, then the default model (`DefaultModel`: XDG data folder,
+    /// /usr/local/share/framepipe/models, the checkout's `models/`).
     public static func resolvePath(_ explicit: String?) throws -> String {
         if let explicit, !explicit.isEmpty { return explicit }
-        if let env = ProcessInfo.processInfo.environment["FRAMEPIPE_MODEL"], !env.isEmpty { return env }
         if let found = DefaultModel.locate() { return found }
         throw SetupError("""
-            no model: pass --model PATH (ONNX or Keras H5) or set FRAMEPIPE_MODEL; \
-            scripts/setup installs a default model (looked in: \(DefaultModel.searchPaths().joined(separator: ", ")))
+            no model: pass --model PATH (ONNX, Keras H5 or TFLite) or set FRAMEPIPE_MODEL; the default model \
+            \(DefaultModel.fileName) was not found in \(DefaultModel.searchDirectories().joined(separator: ", ")) \
+            (scripts/setup installs it into /usr/local/share/framepipe/models)
             """)
     }
 
     /// Loads, verifies, optimises and compiles the model and works out its preprocessing.
     public static func load(_ s: ModelSettings) throws -> LoadedModel {
+        let p = try prepare(s)
+        let engine = try Engine(model: p.model, precision: s.precision, maxBatch: s.batchSize, threads: s.threads)
+        try engine.warmUp()
+        return LoadedModel(path: p.path, model: p.model, runner: EngineRunner(engine: engine), preprocess: p.preprocess,
+                           labels: p.labels, provenance: p.provenance)
+    }
+
+    /// Everything `load` works out except the compiled engine: the model file (resolved), the
+    /// verified model, its preprocessing and labels, and where each setting came from.
+    public static func prepare(_ s: ModelSettings) throws -> PreparedModel {
         let path = try resolvePath(s.modelPath)
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw SetupError("\(path): model file not found")
-        }
         let model = try loadModelFile(path)
         let setup = try ModelInputSetup(model: model, path: path, settings: s)
         var prov = setup.provenance
         let labels = try loadLabels(settings: s, sidecar: setup.sidecar.map { ($0, ModelSidecar.path(forModel: path)) },
                                     modelPath: path, classCount: model.classCount, provenance: &prov)
-        let engine = try Engine(model: model, precision: s.precision, maxBatch: s.batchSize, threads: s.threads)
-        try engine.warmUp()
-        return LoadedModel(path: path, model: model, runner: EngineRunner(engine: engine), preprocess: setup.preprocess,
-                           labels: labels, provenance: prov)
+        return PreparedModel(path: path, model: model, preprocess: setup.preprocess, sidecar: setup.sidecar,
+                             labels: labels, provenance: prov)
     }
 
     private static func loadLabels(settings s: ModelSettings, sidecar: (ModelSidecar, String)?, modelPath: String,
@@ -131,9 +140,131 @@ public final class LoadedModel: @unchecked Sendable {
     }
 }
 
-/// Loads an ONNX or Keras H5 model file (told apart by content), verified and optimised.
+/// A model file resolved, imported and verified, with its preprocessing and labels (not compiled).
+public struct PreparedModel {
+    public let path: String
+    public let model: Model
+    public let preprocess: Preprocess
+    public let sidecar: ModelSidecar?
+    public let labels: [String]?
+    /// Setting name -> where its value came from.
+    public let provenance: [String: String]
+}
+
+/// Loads a model file with the importer its content calls for (`ModelFormat.detect`), verified
+/// and optimised. Throws `SetupError` for a file that is no model framepipe can read.
 public func loadModelFile(_ path: String) throws -> Model {
-    KerasModel.isHDF5(path: path) ? try KerasModel.load(path: path) : try Model.load(path: path)
+    switch try ModelFormat.detect(path: path) {
+    case .onnx: return try Model.load(path: path)
+    case .kerasH5: return try KerasModel.load(path: path)
+    case .tflite: return try TFLiteModel.load(path: path)
+    }
+}
+
+/// Imports a model file's graph as its importer produced it (before `Model`'s passes), for `inspect`.
+public func importModelGraph(_ path: String) throws -> Graph {
+    switch try ModelFormat.detect(path: path) {
+    case .onnx: return try ONNXImporter.load(path: path)
+    case .kerasH5: return try KerasModel.importGraph(path: path)
+    case .tflite: return try TFLiteModel.importGraph(path: path)
+    }
+}
+
+/// The model formats framepipe imports, recognised by content (never by file extension).
+public enum ModelFormat: String, Sendable {
+    /// ONNX `ModelProto` (protobuf).
+    case onnx = "ONNX"
+    /// Keras H5 (HDF5 signature).
+    case kerasH5 = "Keras H5"
+    /// TFLite flatbuffer (file identifier `TFL3`).
+    case tflite = "TFLite"
+
+    /// Tells the format of the file at `path` from its first bytes, or says what the file is when
+    /// it is not a model framepipe can import (missing, a folder, a device, empty, text, a
+    /// TensorFlow GraphDef or SavedModel, a ZIP archive...).
+    public static func detect(path: String) throws -> ModelFormat {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw SetupError("\(path): model file not found")
+        }
+        if isDir.boolValue {
+            if FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("saved_model.pb")) {
+                throw SetupError("\(path): a TensorFlow SavedModel folder is not supported; convert it with tf2onnx "
+                                 + "(python -m tf2onnx.convert --saved-model DIR --output model.onnx) or to .tflite")
+            }
+            throw SetupError("\(path): is a directory, not a model file (ONNX, Keras H5 or TFLite)")
+        }
+        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        if let type = attributes?[.type] as? FileAttributeType, type != .typeRegular {
+            let kind = type == .typeCharacterSpecial ? "a character device" : type == .typeBlockSpecial ? "a block device"
+                : type == .typeSocket ? "a socket" : "not a regular file"
+            throw SetupError("\(path): is \(kind), not a model file")
+        }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw SetupError("\(path): cannot open the model file for reading (permission denied?)")
+        }
+        let head = [UInt8]((try? handle.read(upToCount: 512)) ?? Data())
+        try? handle.close()
+        return try detect(head: head, path: path, isHDF5: { KerasModel.isHDF5(path: path) })
+    }
+
+    /// Classifies a file from its first (up to 512) bytes; `isHDF5` checks the HDF5 signature at
+    /// every offset HDF5 allows (a user block moves it past offset 0).
+    static func detect(head: [UInt8], path: String, isHDF5: () -> Bool) throws -> ModelFormat {
+        guard !head.isEmpty else { throw SetupError("\(path): is empty (0 bytes), not a model file") }
+        if TFLiteModel.hasIdentifier(head) { return .tflite }
+        if isHDF5() { return .kerasH5 }
+        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
+            throw SetupError("\(path): is a ZIP archive (a Keras 3 .keras file or a PyTorch checkpoint?), which is "
+                             + "not supported; export the model to ONNX, save it as Keras H5, or convert it to TFLite")
+        }
+        if (path as NSString).lastPathComponent == "saved_model.pb" {
+            throw SetupError("\(path): a TensorFlow SavedModel is not supported; convert its folder with tf2onnx "
+                             + "(python -m tf2onnx.convert --saved-model DIR --output model.onnx)")
+        }
+        if head.starts(with: Array("version https://git-lfs.github.com/spec/".utf8)) {
+            throw SetupError("\(path): is a Git LFS pointer, not the model itself; fetch it with `git lfs pull`")
+        }
+        if isText(head) {
+            let first = String(decoding: head.prefix(40), as: UTF8.self)
+                .split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+            let ext = (path as NSString).pathExtension.lowercased()
+            let hint = ["h5", "hdf5"].contains(ext) ? ": no HDF5 signature, so not a Keras H5 model"
+                : ext == "tflite" ? ": no TFL3 identifier, so not a TFLite model" : ext == "onnx" ? ": not an ONNX protobuf" : ""
+            throw SetupError("\(path): is a text file (starts with \"\(first)\")\(hint), not a model file (ONNX, Keras H5 or TFLite)")
+        }
+        if head.count >= 4, head[0] == 0x0A, looksLikeGraphDef(head) {
+            throw SetupError("\(path): TensorFlow GraphDef is not supported; convert with tf2onnx "
+                             + "(python -m tf2onnx.convert --input FILE.pb --inputs ... --outputs ... --output model.onnx)")
+        }
+        // ONNX ModelProto: a protobuf whose first field is one of ModelProto's (usually ir_version, tag 0x08).
+        let modelProtoTags: Set<UInt8> = [0x08, 0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72]
+        if modelProtoTags.contains(head[0]) { return .onnx }
+        let hex = head.prefix(8).map { String(format: "%02x", $0) }.joined(separator: " ")
+        throw SetupError("\(path): unknown model format (first bytes \(hex)); framepipe reads ONNX, Keras H5 (HDF5) "
+                         + "and TFLite (TFL3) files")
+    }
+
+    /// A GraphDef starts with field 1 (`node`, a NodeDef) whose own first field is its name (tag 0x0A).
+    private static func looksLikeGraphDef(_ head: [UInt8]) -> Bool {
+        var i = 1, length = 0, shift = 0
+        while i < head.count, i < 6 {
+            length |= Int(head[i] & 0x7F) << shift
+            shift += 7
+            i += 1
+            if head[i - 1] & 0x80 == 0 { break }
+        }
+        return length > 0 && i < head.count && head[i] == 0x0A
+    }
+
+    /// True when the bytes are UTF-8 text without control characters other than whitespace.
+    private static func isText(_ head: [UInt8]) -> Bool {
+        // Cut a multi-byte sequence split at the end of the sample before validating.
+        var sample = head
+        while let last = sample.last, last & 0xC0 == 0x80 || last >= 0xC0 { sample.removeLast(); if last >= 0xC0 { break } }
+        guard String(validatingUTF8: sample.map { CChar(bitPattern: $0) } + [0]) != nil else { return false }
+        return !sample.contains { $0 < 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }
+    }
 }
 
 /// A model's effective input preprocessing: flags over sidecar over the model's own input shape
@@ -181,8 +312,11 @@ public struct ModelInputSetup {
         if let mw = modelW, let mh = modelH, mw != width || mh != height {
             throw SetupError("\(path): the model takes \(mw)x\(mh) images, but \(width)x\(height) was asked for")
         }
-        let mean = from("mean", s.mean, side.mean, [127.5, 127.5, 127.5], "default ([-1, 1] scaling)")
-        let std = from("std", s.std, side.std, [127.5, 127.5, 127.5], "default ([-1, 1] scaling)")
+        // A quantized TFLite input states its own scaling (scale, zero point); otherwise [-1, 1].
+        let quant = (try? ModelFormat.detect(path: path)) == .tflite ? TFLiteModel.inputNormalisation(path: path) : nil
+        let why = quant != nil ? "model input quantization" : "default ([-1, 1] scaling)"
+        let mean = from("mean", s.mean, side.mean, quant.map { [$0.mean, $0.mean, $0.mean] } ?? [127.5, 127.5, 127.5], why)
+        let std = from("std", s.std, side.std, quant.map { [$0.std, $0.std, $0.std] } ?? [127.5, 127.5, 127.5], why)
         for (name, v) in [("mean", mean), ("std", std)] where v.count != 3 {
             throw SetupError("--\(name) needs 3 values (R,G,B), got \(v.count)")
         }

@@ -15,7 +15,7 @@ struct BenchCommand: AsyncParsableCommand {
             no inference): with the inference rate, the bound a pipeline on the same cores can reach.
             """)
 
-    @Option(help: "Model file (ONNX or Keras H5); default: $FRAMEPIPE_MODEL, then the installed default model.")
+    @Option(help: "Model file (ONNX, Keras H5 or TFLite); default: $FRAMEPIPE_MODEL, then the default model (see `framepipe models`).")
     var model: String?
     @Option(help: "Measure decode + scale of this video instead of inference.") var decode: String?
     @Option(name: .customLong("io-timeout"), parsing: .unconditional,

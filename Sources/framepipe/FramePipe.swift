@@ -15,6 +15,7 @@ struct FramePipe: AsyncParsableCommand {
             FramesCommand.self,
             CheckCommand.self,
             InspectCommand.self,
+            ModelsCommand.self,
             BenchCommand.self,
             ServeCommand.self,
         ]

@@ -11,7 +11,7 @@ struct InspectCommand: AsyncParsableCommand {
         commandName: "inspect",
         abstract: "Describe a model: inputs, outputs, op counts, parameters, MACs and expected preprocessing.")
 
-    @Argument(help: "Model file (ONNX or Keras H5); default: $FRAMEPIPE_MODEL, then the installed default model.")
+    @Argument(help: "Model file (ONNX, Keras H5 or TFLite); default: $FRAMEPIPE_MODEL, then the default model (see `framepipe models`).")
     var modelPath: String?
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
@@ -19,8 +19,7 @@ struct InspectCommand: AsyncParsableCommand {
         let model = try ModelPath.resolve(modelPath)
         let imported: Graph, m: Model
         do {
-            imported = KerasModel.isHDF5(path: model) ? try KerasModel.importGraph(path: model)
-                                                      : try ONNXImporter.load(path: model)
+            imported = try importModelGraph(model)
             m = try Model(graph: imported, source: model)
         } catch {
             throw Failure.model(error, path: model)

@@ -7,8 +7,8 @@ import Pipeline
 /// Model, precision, threads and preprocessing flags, shared by `run` and `check`.
 struct ModelFlags: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
-        "Model file (ONNX or Keras H5).",
-        discussion: "Default: $FRAMEPIPE_MODEL, then the default model installed by scripts/setup."))
+        "Model file (ONNX, Keras H5 or TFLite, told apart by content).",
+        discussion: "Default: $FRAMEPIPE_MODEL, then the default model (see `framepipe models`)."))
     var model: String?
 
     @Option(name: .long, help: "Precision: fp32 or bf16 (bf16 needs a CPU with AVX512-BF16 or AMX).")
@@ -96,7 +96,7 @@ enum ModelPath {
             throw Failure(.cannotStart, "\(error)")
         }
         let fromEnv = (explicit ?? "").isEmpty && ProcessInfo.processInfo.environment["FRAMEPIPE_MODEL"] == path
-        try checkFile(path, what: "model", kind: "an ONNX or Keras H5 file", origin: fromEnv ? " (from FRAMEPIPE_MODEL)" : "")
+        try checkFile(path, what: "model", kind: "an ONNX, TFLite or Keras H5 file", origin: fromEnv ? " (from FRAMEPIPE_MODEL)" : "")
         return path
     }
 

