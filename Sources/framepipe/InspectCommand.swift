@@ -8,11 +8,22 @@ import Pipeline
 struct InspectCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Describe a model: inputs, outputs, op counts, parameters, MACs and expected preprocessing.")
+        abstract: "Describe a model: inputs, outputs, op counts, parameters, MACs and expected preprocessing.",
+        discussion: """
+            Also compiles the model for this CPU and lists each layer's oneDNN implementation (the \
+            instruction set follows the CPU, capped by ONEDNN_MAX_CPU_ISA); layers that fell back to a \
+            reference kernel are named on stderr.
+            """)
 
     @Argument(help: "Model file (ONNX or Keras H5); default: $FRAMEPIPE_MODEL, then the installed default model.")
     var modelPath: String?
     @Flag(help: "Print one JSON object instead of text.") var json = false
+    @Option(help: "Batch size to compile for (implementations can differ by batch).") var batch = 1
+    @Option(help: "Precision to compile for: fp32 or bf16.") var precision: Precision = .fp32
+
+    func validate() throws {
+        guard batch > 0 else { throw ValidationError("--batch must be positive") }
+    }
 
     func run() async throws {
         let model = try LoadedModel.resolvePath(modelPath)
@@ -21,6 +32,9 @@ struct InspectCommand: AsyncParsableCommand {
         let m = try Model(graph: imported, source: model)
         let counts = imported.opCounts.sorted { $0.key < $1.key }
         let fused = m.graph.opCounts.sorted { $0.key < $1.key }
+        let engine = try Engine(model: m, precision: precision, maxBatch: batch)
+        let layers = try engine.compiledLayers(batch: batch)
+        warnAboutReferenceKernels(engine)
         if json {
             func obj(_ d: [(key: String, value: Int)]) -> String {
                 "{" + d.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
@@ -30,7 +44,10 @@ struct InspectCommand: AsyncParsableCommand {
                   + "\"outputs\":[\(outputs.joined(separator: ","))],\"embedding\":\"\(m.embeddingOutput)\",\"embedding_dim\":\(m.embeddingDim),"
                   + "\"logits\":\(m.logitsOutput.map { "\"\($0)\"" } ?? "null"),\"classes\":\(m.classCount),"
                   + "\"ops\":\(obj(counts)),\"ops_after_passes\":\(obj(fused)),\"parameters\":\(m.graph.parameterCount),"
-                  + "\"macs\":\(m.macsPerImage),\"preprocessing\":\"\(m.expectedPreprocessing)\"}")
+                  + "\"macs\":\(m.macsPerImage),\"preprocessing\":\"\(m.expectedPreprocessing)\","
+                  + "\"isa\":\"\(Engine.cpuISA)\",\"onednn\":\"\(Engine.oneDNNVersion)\",\"precision\":\"\(precision.rawValue)\",\"batch\":\(batch),"
+                  + "\"activations\":\"\(engine.plan.activations.rawValue)\",\"layers\":[\(layers.map(layerJSON).joined(separator: ","))],"
+                  + "\"reference_layers\":[\(engine.referenceLayers.map(layerJSON).joined(separator: ","))]}")
             return
         }
         print("model: \(model)")
@@ -51,6 +68,13 @@ struct InspectCommand: AsyncParsableCommand {
         print("runtime: \(m.runtimeSummary)")
         print("classes: \(m.classCount)")
         print("preprocessing (by layout): \(m.expectedPreprocessing)")
+        print("compiled for \(Engine.cpuISA) (oneDNN \(Engine.oneDNNVersion)), \(precision.rawValue), batch \(batch), "
+              + "\(engine.plan.activations.rawValue) activations: \(layers.count) primitives")
+        let width = layers.map(\.layer.count).max() ?? 0
+        for l in layers {
+            let pad = String(repeating: " ", count: width - l.layer.count)
+            print("  \(l.layer)\(pad)  \(l.kind.rawValue.padding(toLength: 13, withPad: " ", startingAt: 0)) \(l.implementation)")
+        }
         if let side = try ModelSidecar.load(forModel: model) {
             let p = try ModelInputSetup(model: m, path: model, settings: ModelSettings()).preprocess
             print("sidecar \(ModelSidecar.path(forModel: model)): \(p.width)x\(p.height), resize \(p.mode.rawValue), "

@@ -91,6 +91,7 @@ struct RunCommand: ParsableCommand {
             printError("\(error)")
             throw ExitCode(1)
         }
+        warnAboutReferenceKernels(loaded.runner.engine)
 
         var options = PipelineOptions()
         options.batchSize = batch
