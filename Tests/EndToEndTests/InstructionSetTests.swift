@@ -131,6 +131,73 @@ print(json.dumps({"outputs": names}))
         try check(try #require(Self.native.defaultModel), isa: isa)
     }
 
+    /// A small ONNX graph with every layer kind the engine lowers to, standalone where MobileNetV2
+    /// fuses them: first 3x3 stride-2 conv (TF "SAME" pads), Relu and Clip as their own eltwise
+    /// primitives, an Add of two activations (binary), a 1x1 conv + 3x3 stride-2 depthwise pair
+    /// (the fused post-op), a plain 1x1 conv, AveragePool 3x3, GlobalAveragePool, Flatten, Gemm.
+    static let allKindsScript = #"""
+import sys
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+rng = np.random.default_rng(3)
+inits, nodes = [], []
+def w(name, *shape, scale=0.3):
+    inits.append(numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name))
+    return name
+def conv(x, out, cin, cout, k, stride, pads, groups=1):
+    nodes.append(helper.make_node("Conv", [x, w(out + "_w", cout, cin // groups, k, k), w(out + "_b", cout)], [out],
+                                  kernel_shape=[k, k], strides=[stride, stride], pads=pads, group=groups, name=out))
+    return out
+def clip(x, out):
+    nodes.append(helper.make_node("Clip", [x, "lo", "hi"], [out], name=out))
+    return out
+inits += [numpy_helper.from_array(np.array(0, np.float32), "lo"), numpy_helper.from_array(np.array(6, np.float32), "hi")]
+y1 = clip(conv("input", "first", 3, 16, 3, 2, [0, 0, 1, 1]), "first_clip")
+nodes.append(helper.make_node("Relu", [y1], ["r1"], name="relu_alone"))
+clip(y1, "r2")
+nodes.append(helper.make_node("Add", ["r1", "r2"], ["a"], name="add_alone"))
+e = clip(conv("a", "expand", 16, 32, 1, 1, [0, 0, 0, 0]), "expand_clip")
+d = clip(conv(e, "dw", 32, 32, 3, 2, [0, 0, 1, 1], groups=32), "dw_clip")
+p = conv(d, "project", 32, 16, 1, 1, [0, 0, 0, 0])
+nodes.append(helper.make_node("AveragePool", [p], ["q"], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1],
+                              count_include_pad=0, name="avgpool"))
+nodes.append(helper.make_node("GlobalAveragePool", ["q"], ["g"], name="gap"))
+nodes.append(helper.make_node("Flatten", ["g"], ["features"], axis=1, name="flatten"))
+nodes.append(helper.make_node("Gemm", ["features", w("fc_w", 10, 16), w("fc_b", 10)], ["logits"], transB=1, name="fc"))
+graph = helper.make_graph(nodes, "all_kinds", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10]),
+                           helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 16])], inits)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+model.ir_version = 8
+onnx.checker.check_model(model)
+onnx.save(model, sys.argv[1])
+"""#
+
+    static let allKindsModel: Result<String, Error> = Result {
+        let dir = try TestEnv.tempDir("framepipe-isa-kinds")
+        let script = dir.appendingPathComponent("make.py"), model = dir.appendingPathComponent("all_kinds.onnx")
+        try allKindsScript.write(to: script, atomically: true, encoding: .utf8)
+        let r = try runProcess(TestEnv.python, [script.path, model.path])
+        guard r.status == 0 else { throw ISATestError("all_kinds.onnx: \(r.stderrText)") }
+        return model.path
+    }
+
+    @Test(arguments: isas) func everyLayerKind(_ isa: String) throws {
+        let model = try Self.allKindsModel.get()
+        try check(model, isa: isa)
+        let r = try framepipe(["inspect", model, "--batch", "3", "--json"], environment: ["ONEDNN_MAX_CPU_ISA": isa.uppercased()])
+        try #require(r.status == 0, "\(r.stderrText)")
+        let object = try #require(try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any])
+        let layers = try #require(object["layers"] as? [[String: String]])
+        let kinds = Set(layers.compactMap { $0["kind"] })
+        #expect(kinds.isSuperset(of: ["convolution", "eltwise", "binary", "pooling", "inner_product"]), "\(isa): \(kinds)")
+        #expect(layers.filter { $0["kind"] == "pooling" }.count == 2, "\(layers)")
+        #expect(!layers.contains { $0["implementation"]!.hasPrefix("ref") }, "\(isa): \(layers)")
+        print("\(isa) all_kinds: " + layers.map { "\($0["layer"]!)=\($0["implementation"]!)" }.joined(separator: " "))
+    }
+
     @Test func bf16IsRefusedClearlyWithoutBF16() throws {
         // AVX2 has no bf16 instructions on any CPU, so the cap makes every machine one without bf16.
         for command in [["bench", "--model", Self.sharedModel, "--precision", "bf16", "--batch", "1", "--iterations", "1"],
