@@ -11,6 +11,9 @@
 // - avx512_core and above: nChw16c (jit_1x1 / jit_dw:avx512_core, ~1.2x oneDNN's own nhwc choice).
 // - bf16 with AMX: "any" (nhwc, AMX brgemm kernels; a forced block turns AMX off, 3x slower);
 //   bf16 without AMX: nChw16c, like fp32 on AVX-512.
+// - int8 (to come): one more `DataType` (u8 activations, s8 weights) and rows keyed by the ISAs
+//   whose int8 kernels oneDNN has (avx2_vnni, avx512_core_vnni, ...; nhwc is what its int8
+//   brgemm/jit kernels want); a precision with no row for the CPU is refused by the engine.
 import CDNNL
 
 /// An x86-64 instruction set as oneDNN names it (`dnnl_cpu_isa_t`). Each value is a bit mask that
@@ -79,6 +82,9 @@ public struct FormatPlan: Sendable, Equatable {
     public var dataType: DataType
     /// Layout of the activations between layers (weights are always left to oneDNN).
     public var activations: ActivationLayout
+    /// Whether a 1x1 convolution and the 3x3 depthwise one after it run as one primitive (oneDNN's
+    /// depthwise post-op) where oneDNN has a jit kernel for the pair.
+    public var fuseDepthwise = true
 
     /// A oneDNN element type, named so callers need not import CDNNL.
     public enum DataType: String, Sendable {
@@ -110,8 +116,8 @@ public struct FormatPlan: Sendable, Equatable {
 
     /// The plan for `precision` on `isa`, or nil when the table has no row for it (unsupported).
     ///
-    /// `FRAMEPIPE_ACTIVATION_LAYOUT` (nChw8c, nChw16c, nhwc, any) overrides the table's layout, to
-    /// measure alternatives (bench/README.md); it is not meant for production use.
+    /// `FRAMEPIPE_ACTIVATION_LAYOUT` (nChw8c, nChw16c, nhwc, any) and `FRAMEPIPE_DW_FUSION` (0, 1)
+    /// override the table, to measure alternatives (bench/README.md); not meant for production use.
     public static func plan(for precision: Precision, on isa: CPUISA = .effective,
                             environment: [String: String] = [:]) -> FormatPlan? {
         let rows = table.filter { $0.precision == precision && isa.includes($0.isa) }
@@ -119,6 +125,7 @@ public struct FormatPlan: Sendable, Equatable {
         if let name = environment["FRAMEPIPE_ACTIVATION_LAYOUT"], let layout = ActivationLayout(rawValue: name) {
             plan.activations = layout
         }
+        if let fuse = environment["FRAMEPIPE_DW_FUSION"], fuse == "0" || fuse == "1" { plan.fuseDepthwise = fuse == "1" }
         return plan
     }
 

@@ -235,7 +235,7 @@ final class Network {
             if let dw = depthwise {
                 // Fused 1x1 + depthwise: only worth it when oneDNN has a real fused kernel (not
                 // "ref_fused_convolution", two primitives back to back); otherwise run them apart.
-                guard src.data_type == dt, let p = try? create(src), !p.implementation.contains("ref") else {
+                guard plan.fuseDepthwise, src.data_type == dt, let p = try? create(src), !p.implementation.contains("ref") else {
                     var uses = lastUse
                     uses[dw.intermediate] = index
                     try compile(.conv(name: name, attrs: a, weight: weight, bias: bias, input: input, output: dw.intermediate,

@@ -36,6 +36,8 @@ struct FormatPlanTests {
         #expect(plan.activations == .channelsLast)
         #expect(FormatPlan.plan(for: .fp32, on: .avx2, environment: ["FRAMEPIPE_ACTIVATION_LAYOUT": "bogus"])?.activations == .blocked8)
         #expect(FormatPlan.plan(for: .bf16, on: .avx2, environment: ["FRAMEPIPE_ACTIVATION_LAYOUT": "nhwc"]) == nil)
+        #expect(FormatPlan.plan(for: .fp32, on: .avx2)?.fuseDepthwise == true)
+        #expect(FormatPlan.plan(for: .fp32, on: .avx2, environment: ["FRAMEPIPE_DW_FUSION": "0"])?.fuseDepthwise == false)
     }
 
     @Test(.enabled(if: TestEnv.hasAssets)) func engineReportsEveryLayerAndNoReferenceKernel() throws {
