@@ -198,6 +198,23 @@ onnx.save(model, sys.argv[1])
         print("\(isa) all_kinds: " + layers.map { "\($0["layer"]!)=\($0["implementation"]!)" }.joined(separator: " "))
     }
 
+    @Test func runAndBenchNameReferenceKernelsOnceToo() throws {
+        // The small graph keeps reference kernels cheap enough to execute.
+        let model = try Self.allKindsModel.get()
+        let env = ["ONEDNN_MAX_CPU_ISA": "SSE41", "FRAMEPIPE_ACTIVATION_LAYOUT": "nChw16c"]
+        let run = try framepipe(["run", "--model", model, "--quiet", "--every", "10", TestEnv.asset("videos/carphone_pristine.mp4")],
+                                environment: env)
+        let bench = try framepipe(["bench", "--model", model, "--batch", "2", "--iterations", "1", "--warmup", "0"], environment: env)
+        for r in [run, bench] {
+            #expect(r.status == 0, "\(r.stderrText)")
+            let warnings = r.stderrText.split(separator: "\n").filter { $0.contains("reference kernels") }
+            #expect(warnings.count == 1, "\(r.stderrText)")
+            #expect(warnings.first?.contains("first (ref:any)") == true, "\(warnings)")
+        }
+        #expect(run.lines.count == 12, "\(run.lines.count) frames")
+        #expect(bench.lines.contains { $0.hasPrefix("kernels (nChw16c activations): ") && $0.contains("ref:any x") }, "\(bench.stdoutText)")
+    }
+
     @Test func bf16IsRefusedClearlyWithoutBF16() throws {
         // AVX2 has no bf16 instructions on any CPU, so the cap makes every machine one without bf16.
         for command in [["bench", "--model", Self.sharedModel, "--precision", "bf16", "--batch", "1", "--iterations", "1"],
