@@ -138,16 +138,19 @@ public final class Engine {
     /// implementation that runs it (`dnnl_query_impl_info_str`). Without `includeOutputs`, the
     /// copies into the caller's buffers are left out (they run only when outputs are requested).
     public func compiledLayers(batch count: Int, includeOutputs: Bool = false) throws -> [CompiledLayer] {
-        let net = try network(count)
-        let outputs = includeOutputs ? [net.embeddingStep!] + (net.logitsStep.map { [$0] } ?? []) : []
-        return (net.steps + outputs).map { CompiledLayer(step: $0) }
+        Engine.layers(of: try network(count), includeOutputs: includeOutputs)
     }
 
-    /// The layers of the network for `maxBatch` (outputs included) that oneDNN runs with a
-    /// reference (`ref:`) implementation: correct but one to three orders of magnitude slower.
-    /// Empty in every supported configuration; callers say so when it is not.
+    /// The layers of the network for `maxBatch` (compiled by `init`; outputs included) that oneDNN
+    /// runs with a reference (`ref:`) implementation: correct but one to three orders of magnitude
+    /// slower. Empty in every supported configuration; callers say so when it is not.
     public var referenceLayers: [CompiledLayer] {
-        ((try? compiledLayers(batch: maxBatch, includeOutputs: true)) ?? []).filter(\.isReference)
+        Engine.layers(of: networks[maxBatch]!, includeOutputs: true).filter(\.isReference)
+    }
+
+    private static func layers(of net: Network, includeOutputs: Bool) -> [CompiledLayer] {
+        let outputs = includeOutputs ? [net.embeddingStep!] + (net.logitsStep.map { [$0] } ?? []) : []
+        return (net.steps + outputs).map { CompiledLayer(step: $0) }
     }
 
     /// Reorders between layers in the network for `count` (0 when activation formats are consistent).
