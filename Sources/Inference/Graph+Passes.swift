@@ -24,6 +24,20 @@ extension Graph {
         }
         let shapes = try inferShapes(source: source)
         guard !outputs.isEmpty else { throw InferenceError(source: source, reason: "the graph has no outputs") }
+        // The runtime keeps a Reshape's input memory (and its dimensions): a result that is not
+        // flat may only be a graph output or be read flattened (Gemm, MatMul) or reshaped again.
+        for node in nodes {
+            guard case .reshape = node.op, let out = shapes[node.outputs[0]], out.count > 1,
+                  out != shapes[node.inputs[0]] else { continue }
+            for reader in nodes where reader.inputs.contains(node.outputs[0]) {
+                switch reader.op {
+                case .gemm, .matMul, .reshape, .flatten, .identity: continue
+                default:
+                    throw InferenceError(source: source, node: node.name, op: node.op.name,
+                                         reason: "a Reshape to per-sample shape \(out) may only be a graph output or feed Gemm/MatMul/Reshape, not \(reader.op.name) '\(reader.name)'")
+                }
+            }
+        }
         for output in outputs where shapes[output.name] == nil {
             throw InferenceError(source: source, node: output.name, op: "output", reason: "output is not computed by any node")
         }
@@ -108,11 +122,12 @@ extension Graph {
     }
 
     /// A Softmax that produces a graph output is dropped so the output carries raw logits
-    /// (`Labels.softmax` computes probabilities). Returns the renamed outputs.
+    /// (`Labels.softmax` computes probabilities); `softmaxRemoved` records each renamed output.
     mutating func removeTrailingSoftmax() {
         for (k, output) in outputs.enumerated() {
             guard let i = nodes.firstIndex(where: { $0.outputs == [output.name] }), case .softmax = nodes[i].op,
                   useCount(output.name) == 1 else { continue }
+            softmaxRemoved[nodes[i].inputs[0]] = output.name
             outputs[k].name = nodes[i].inputs[0]
             nodes.remove(at: i)
         }

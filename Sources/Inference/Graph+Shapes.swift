@@ -9,9 +9,9 @@ extension Graph {
     public func inferShapes(source: String) throws -> [String: [Int]] {
         var shapes: [String: [Int]] = [:]
         for input in inputs {
-            guard input.shape.count >= 2, input.shape.dropFirst().allSatisfy({ $0 > 0 }) else {
+            guard input.shape.count >= 1, input.shape.dropFirst().allSatisfy({ $0 > 0 }) else {
                 throw InferenceError(source: source, node: input.name, op: "input",
-                                     reason: "input shape \(input.shape) must be [N, C, H, W] with fixed C, H, W")
+                                     reason: "input shape \(input.shape) must be [N, ...] with fixed sizes after the batch ([N, C, H, W] for images)")
             }
             shapes[input.name] = Array(input.shape.dropFirst())
         }
@@ -81,6 +81,7 @@ extension Graph {
                     try window(w, kernel: a.kernel[1], stride: a.strides[1], dilation: a.dilations[1], begin: a.padsBegin[1], end: a.padsEnd[1])]
         case .batchNorm:
             let shape = try activation(0)
+            _ = try image(shape)   // an unfolded batch norm runs as a 1x1 depthwise convolution
             guard node.inputs.count == 5 else { throw NodeError("expects 5 inputs (x, scale, bias, mean, var)") }
             for i in 1..<5 {
                 guard try constant(i).count == shape[0] else { throw NodeError("parameter \(i) does not have \(shape[0]) values") }
@@ -95,7 +96,16 @@ extension Graph {
             }
             return shape
         case .add:
-            let a = try activation(0), b = try activation(1)
+            let a = try activation(0)
+            if node.inputs.count == 2, let c = initializers[node.inputs[1]] {
+                // Right-aligned against [N] + a: every dimension 1 or a's, and 1 on the batch.
+                let aligned = Array(repeating: 1, count: max(0, a.count + 1 - c.shape.count)) + c.shape
+                guard aligned.count == a.count + 1, aligned[0] == 1, zip(aligned.dropFirst(), a).allSatisfy({ $0 == 1 || $0 == $1 }) else {
+                    throw NodeError("constant of shape \(c.shape) does not broadcast against [N] + \(a) (and may not span the batch)")
+                }
+                return a
+            }
+            let b = try activation(1)
             guard a == b else { throw NodeError("operand shapes \(a) and \(b) differ (broadcasting is not supported)") }
             return a
         case .globalAvgPool:
@@ -112,13 +122,21 @@ extension Graph {
             guard axis == 1 else { throw NodeError("only Flatten(axis: 1) is supported") }
             return [try activation(0).reduce(1, *)]
         case .reshape(let target):
-            let count = try activation(0).reduce(1, *)
-            // Only a flatten to [N, K] is supported: [0 | -1 | N, -1 | K].
-            guard target.count == 2, target[1] == -1 || target[1] == count,
-                  target[0] == 0 || target[0] == -1 && target[1] != -1 || target[0] > 0 else {
-                throw NodeError("only Reshape to [N, -1] is supported (target \(target), \(count) values per sample)")
+            // The batch dimension stays: target[0] is 0 (copy), -1 or the batch size. In the rest,
+            // 0 copies the input's dimension at that position and one -1 takes what is left.
+            let input = try activation(0)
+            let count = input.reduce(1, *)
+            let rest = Array(target.dropFirst())
+            var shape = rest.enumerated().map { i, t in t == 0 && i < input.count ? input[i] : t }
+            let known = shape.filter { $0 != -1 }.reduce(1, *)
+            let inferred = shape.filter { $0 == -1 }.count
+            guard !target.isEmpty, target[0] >= -1, target[0] != -1 || inferred == 0,
+                  rest.indices.allSatisfy({ rest[$0] != 0 || $0 < input.count }), shape.allSatisfy({ $0 > 0 || $0 == -1 }),
+                  inferred <= 1, inferred == 1 ? known > 0 && count % known == 0 : known == count else {
+                throw NodeError("Reshape target \(target) does not keep the batch dimension and the \(count) values per sample of \(input)")
             }
-            return [count]
+            if let i = shape.firstIndex(of: -1) { shape[i] = count / known }
+            return shape
         case .gemm(let a):
             // An [N, C, H, W] input is read flattened (as after GlobalAveragePool in Keras graphs).
             let x = try activation(0).reduce(1, *)

@@ -131,7 +131,8 @@ public enum Op: Sendable, Equatable {
     case relu
     /// `[x]` → `[min(max(x, min), max)]`; `clip(0, 6)` is ReLU6. Importers resolve bounds given as inputs.
     case clip(min: Float, max: Float)
-    /// `[a, b]` → `[a + b]`, same shapes (the residual connection).
+    /// `[a, b]` → `[a + b]`: same shapes (the residual connection), or `b` a constant that
+    /// broadcasts against `a` (numpy rules, never along the batch).
     case add
     /// `[x]` (N, C, H, W) → `[y]` (N, C, 1, 1).
     case globalAvgPool
@@ -203,6 +204,9 @@ public struct Graph: Sendable, Equatable {
     public var nodes: [Node]
     /// Constant tensors by name.
     public var initializers: [String: Tensor]
+    /// Outputs whose final Softmax the optimiser removed: the output value (raw logits) → the
+    /// original output's name, whose values are the softmax of these over the last axis.
+    public var softmaxRemoved: [String: String] = [:]
 
     /// Creates a graph.
     public init(inputs: [ValueInfo], outputs: [ValueInfo], nodes: [Node], initializers: [String: Tensor]) {

@@ -52,6 +52,9 @@ struct LoweredGraph {
     var layers: [Layer] = []
     /// alias value → physical value.
     var aliases: [String: String] = [:]
+    /// Constant operands of `.add` layers by value name, shaped to the activation's rank
+    /// (dimensions of 1 broadcast).
+    var constants: [String: Tensor] = [:]
 
     func physical(_ value: String) -> String { aliases[value] ?? value }
 
@@ -84,7 +87,7 @@ struct LoweredGraph {
                         postOps.append(post)
                     } else if n.op == .add, residual == nil {
                         let other = n.inputs[0] == output ? n.inputs[1] : n.inputs[0]
-                        guard other != output, producerIndex(other) < i else { break }
+                        guard other != output, g.initializers[other] == nil, producerIndex(other) < i else { break }
                         residual = aliases[other] ?? other
                         postOps.append(.sum)
                     } else {
@@ -127,6 +130,9 @@ struct LoweredGraph {
                 guard case let .eltwise(alg, alpha, beta)? = activation(node.op) else { continue }
                 layers.append(.eltwise(name: node.name, alg: alg, alpha: alpha, beta: beta, input: input, output: node.outputs[0]))
             case .add:
+                if let c = g.initializers[node.inputs[1]], let rank = model.shapes[node.inputs[0]].map({ $0.count + 1 }) {
+                    constants[node.inputs[1]] = Tensor(shape: Array(repeating: 1, count: rank - c.shape.count) + c.shape, data: c.data)
+                }
                 layers.append(.add(name: node.name, a: input, b: aliases[node.inputs[1]] ?? node.inputs[1], output: node.outputs[0]))
             case .globalAvgPool:
                 layers.append(.pool(name: node.name, attrs: nil, input: input, output: node.outputs[0]))

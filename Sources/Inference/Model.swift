@@ -38,8 +38,8 @@ public final class Model: @unchecked Sendable {
         self.graph = g
         self.source = source
 
-        guard g.inputs.count == 1, let input = g.inputs.first, input.shape.count == 4 else {
-            throw InferenceError(source: source, reason: "the model must have one NCHW image input")
+        guard g.inputs.count == 1, let input = g.inputs.first, (1...4).contains(input.shape.count) else {
+            throw InferenceError(source: source, reason: "the model must have one input of rank 1 to 4 (NCHW for images)")
         }
         for node in g.nodes {
             if case .softmax = node.op {

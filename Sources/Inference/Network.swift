@@ -84,10 +84,11 @@ final class Network {
         self.plan = plan
         let dt = plan.dataType.dnnl
 
-        // The caller's input, f32 NCHW, bound at run time.
-        let inputDesc = try MD.make([batch] + model.inputShape, dnnl_f32, dnnl_nchw)
+        // The caller's input, f32 plain (NCHW for images), bound at run time.
+        let inputDesc = try MD.make([batch] + model.inputShape, dnnl_f32, MD.plain(model.inputShape.count + 1))
         input = try Memory(inputDesc, context, allocate: false)
         inputName = model.inputName
+        constants = lowered.constants
         descs[model.inputName] = inputDesc
         memories[model.inputName] = input
 
@@ -134,6 +135,7 @@ final class Network {
 
     private var scratchSlot = 0
     private let inputName: String
+    private let constants: [String: Tensor]
 
     /// Re-points slot memories after the arena grew (no-op when unchanged).
     func rebind(_ arena: Arena) throws {
@@ -299,12 +301,21 @@ final class Network {
             steps.append(try makeStep(prim, [(Arg.src, memories[input]!), (Arg.dst, dst)], layer: name))
 
         case let .add(name, a, b, output):
-            var d0 = descs[a]!, d1 = descs[b]!, dd = descs[a]!
+            var d0 = descs[a]!, dd = descs[a]!
+            var d1: dnnl_memory_desc_t
+            let src1: Memory
+            if let c = constants[b] {   // a constant operand (dimensions of 1 broadcast)
+                d1 = try MD.make(c.shape, dnnl_f32, MD.plain(c.shape.count))
+                src1 = try weights.memory(name + "/constant", desc: d1, tensor: c, plainDims: c.shape, context: context)
+            } else {
+                d1 = descs[b]!
+                src1 = memories[b]!
+            }
             var op = dnnl_binary_desc_t()
             try dnnl(dnnl_binary_desc_init(&op, dnnl_binary_add, &d0, &d1, &dd), "describe add")
             let prim = try Primitive(opDesc: &op, attributes: PrimitiveAttributes(), context: context, what: "add")
             let dst = lastUse[a] == index && a != b ? try allocate(output, dd, reuse: slotOf[a]) : try allocate(output, dd)
-            steps.append(try makeStep(prim, [(Arg.src, memories[a]!), (Arg.src1, memories[b]!), (Arg.dst, dst)], layer: name))
+            steps.append(try makeStep(prim, [(Arg.src, memories[a]!), (Arg.src1, src1), (Arg.dst, dst)], layer: name))
 
         case let .pool(name, attrs, input, output):
             let src = descs[input]!

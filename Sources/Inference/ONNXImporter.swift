@@ -57,11 +57,14 @@ public struct ONNXImporter {
             graph.inputs.append(ValueInfo(name: input.name, shape: shape))
         }
         guard graph.inputs.count == 1 else {
-            throw InferenceError(source: source, reason: "expected exactly one image input, found \(graph.inputs.map(\.name))")
+            throw InferenceError(source: source, node: graph.inputs.map(\.name).joined(separator: ", "), op: "input",
+                                 reason: "expected exactly one input (the image) besides the weights, found \(graph.inputs.count)")
         }
-        guard graph.inputs[0].shape.count == 4 else {
+        // Images are [N, C, H, W]; [N], [N, K] and [N, A, B] run too (elementwise ops, Gemm), and
+        // the pipeline checks for an RGB image input where it needs one.
+        guard (1...4).contains(graph.inputs[0].shape.count) else {
             throw InferenceError(source: source, node: graph.inputs[0].name, op: "input",
-                                 reason: "input must have rank 4 [N, C, H, W], got shape \(graph.inputs[0].shape)")
+                                 reason: "input must have rank 1 to 4 ([N, C, H, W] for images), got shape \(graph.inputs[0].shape)")
         }
         shapes = try graph.inferShapes(source: source)
         for node in g.node { for input in node.input { uses[input, default: 0] += 1 } }
@@ -73,6 +76,10 @@ public struct ONNXImporter {
             }
         }
         for output in g.output {
+            if ints[output.name] != nil {
+                throw InferenceError(source: source, node: output.name, op: "output",
+                                     reason: "the output is an integer shape value computed at load; only float32 tensor outputs are supported")
+            }
             guard let shape = shapes[output.name] else {
                 throw InferenceError(source: source, node: output.name, op: "output", reason: "output is not computed by any node")
             }
@@ -124,9 +131,11 @@ public struct ONNXImporter {
                 if ints[name]?.count != count { ints[name] = nil } else { return }
         case 6: ints[name] = (t.rawData.isEmpty ? t.int32Data : raw(Int32.self))?.map { Int($0) }
                 if ints[name]?.count != count { ints[name] = nil } else { return }
+        case 9: ints[name] = (t.rawData.isEmpty ? t.int32Data.map { Int($0) } : raw(UInt8.self)?.map { Int($0) })   // bool
+                if ints[name]?.count != count { ints[name] = nil } else { return }
         default:
             throw InferenceError(source: source, node: name, op: "initializer",
-                                 reason: "tensor data type \(t.dataType) is not supported (float32, float64, int32, int64 only)")
+                                 reason: "tensor data type \(t.dataType) is not supported (float32, float64, int32, int64, bool only)")
         }
         guard let values = floats, values.count == count else {
             throw InferenceError(source: source, node: name, op: "initializer",
@@ -138,7 +147,7 @@ public struct ONNXImporter {
     // MARK: - Nodes
 
     /// The supported ONNX operator types (the dispatch in `convert` handles exactly these).
-    static let supportedOps: Set<String> = [
+    public static let supportedOps: Set<String> = [
         "Conv", "BatchNormalization", "Relu", "Clip", "Add", "GlobalAveragePool", "AveragePool", "Flatten",
         "Reshape", "Gemm", "MatMul", "Softmax", "Dropout", "Identity", "Constant",
         "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat",
@@ -149,26 +158,38 @@ public struct ONNXImporter {
         switch node.opType {
         case "Conv": try conv(node, a)
         case "BatchNormalization":
+            guard (a.int("training_mode") ?? 0) == 0 else { throw NodeError("training_mode = 1 is not supported (inference only)") }
+            guard (a.int("spatial") ?? 1) == 1 else { throw NodeError("spatial = 0 is not supported") }
             try add(node, .batchNorm(epsilon: a.float("epsilon") ?? 1e-5), inputs: Array(node.input.prefix(5)))
         case "Relu": try add(node, .relu)
         case "Clip": try clip(node, a)
         case "Add": try add(node)
         case "GlobalAveragePool": try add(node, .globalAvgPool)
         case "AveragePool": try averagePool(node, a)
-        case "Flatten": try add(node, .flatten(axis: a.int("axis") ?? 1))
-        case "Reshape": try reshape(node)
+        case "Flatten":
+            let axis = try self.axis(a.int("axis") ?? 1, of: node.input[0], endAllowed: true)
+            guard axis == 1 else { throw NodeError("axis \(a.int("axis") ?? 1) is not supported: only axis 1 (keep the batch dimension)") }
+            try add(node, .flatten(axis: 1))
+        case "Reshape": try reshape(node, a)
         case "Gemm":
+            try requireMatrix(node, "A")
+            if node.input.count > 2, !node.input[2].isEmpty, let c = graph.initializers[node.input[2]] { try requireRowBias(c) }
             let attrs = GemmAttributes(alpha: a.float("alpha") ?? 1, beta: a.float("beta") ?? 1,
                                        transA: (a.int("transA") ?? 0) != 0, transB: (a.int("transB") ?? 0) != 0)
             try add(node, .gemm(attrs))
-        case "MatMul": try add(node, .matMul)
-        case "Softmax": try add(node, .softmax(axis: a.int("axis") ?? (opset >= 13 ? -1 : 1)))
-        case "Dropout": try add(node, .identity, inputs: [node.input[0]], outputs: [node.output[0]])
+        case "MatMul":
+            try requireMatrix(node, "A")
+            try add(node, .matMul)
+        case "Softmax":
+            // Before opset 13 the input is read as 2-D at `axis`; for an [N, K] input both readings agree,
+            // and the shape check accepts only that case.
+            try add(node, .softmax(axis: self.axis(a.int("axis") ?? (opset >= 13 ? -1 : 1), of: node.input[0])))
+        case "Dropout": try dropout(node)
         case "Identity": try add(node, .identity)
         case "Constant": try constant(node, a)
-        case "Shape": try shapeOf(node)
+        case "Shape": try shapeOf(node, a)
         case "Gather": try gather(node, a)
-        case "Unsqueeze", "Squeeze": try intPassThrough(node)
+        case "Unsqueeze", "Squeeze": try ints[node.input[0]] != nil ? intPassThrough(node) : squeeze(node, a)
         case "Concat": try concat(node)
         default: throw NodeError("unsupported operator")
         }
@@ -208,8 +229,45 @@ public struct ONNXImporter {
         try add(node, .conv(attrs), inputs: node.input.count > 2 && !node.input[2].isEmpty ? Array(node.input.prefix(3)) : Array(node.input.prefix(2)))
     }
 
+    /// `axis` of `value` (batch dimension included) made non-negative; `endAllowed`: the rank
+    /// itself is valid too (Flatten's [-r, r]).
+    private func axis(_ axis: Int, of value: String, endAllowed: Bool = false) throws -> Int {
+        guard let shape = shapes[value] else { throw NodeError("input '\(value)' has no known shape") }
+        let rank = shape.count + 1
+        guard (-rank..<(endAllowed ? rank + 1 : rank)).contains(axis) else { throw NodeError("axis \(axis) is out of range for rank \(rank)") }
+        return axis < 0 ? axis + rank : axis
+    }
+
+    /// Gemm and MatMul read A as a matrix [M, K] (M the batch); higher ranks would be batched products.
+    private func requireMatrix(_ node: Onnx_NodeProto, _ name: String) throws {
+        guard let shape = shapes[node.input[0]] else { throw NodeError("input '\(node.input[0])' has no known shape") }
+        guard shape.count == 1 else {
+            throw NodeError("\(name) must be a 2-D matrix [M, K], got shape [N, \(shape.map(String.init).joined(separator: ", "))] (batched products are not supported)")
+        }
+    }
+
+    /// A bias added to a [M, N] product must broadcast along M: a scalar, [N] or [1, N].
+    private func requireRowBias(_ c: Tensor) throws {
+        guard c.shape.count <= 1 || c.shape.dropLast().allSatisfy({ $0 == 1 }) else {
+            throw NodeError("bias C of shape \(c.shape) is not supported: only a scalar, [N] or [1, N] (one row for every sample)")
+        }
+    }
+
+    /// Dropout at inference is the identity; training mode and the mask output are refused.
+    private mutating func dropout(_ node: Onnx_NodeProto) throws {
+        guard node.output.count < 2 || node.output[1].isEmpty else { throw NodeError("the mask output is not supported (inference only)") }
+        if node.input.count > 2, !node.input[2].isEmpty {
+            guard let mode = ints[node.input[2]], mode.count == 1 else { throw NodeError("training_mode must be a constant") }
+            guard mode[0] == 0 else { throw NodeError("training_mode = true is not supported (inference only)") }
+        }
+        try add(node, .identity, inputs: [node.input[0]], outputs: [node.output[0]])
+    }
+
     private mutating func averagePool(_ node: Onnx_NodeProto, _ a: NodeAttributes) throws {
-        guard let kernel = a.ints("kernel_shape"), kernel.count == 2 else { throw NodeError("kernel_shape must have two entries") }
+        guard let kernel = a.ints("kernel_shape"), kernel.count == 2 else {
+            throw NodeError("kernel_shape must have two entries (only 2-D pooling is supported), got \(a.ints("kernel_shape") ?? [])")
+        }
+        guard (a.ints("dilations") ?? [1, 1]).allSatisfy({ $0 == 1 }) else { throw NodeError("dilations other than 1 are not supported") }
         guard (a.int("ceil_mode") ?? 0) == 0 else { throw NodeError("ceil_mode = 1 is not supported") }
         guard let input = shapes[node.input[0]], input.count == 3 else { throw NodeError("input must be NCHW") }
         let strides = a.ints("strides") ?? [1, 1]
@@ -259,11 +317,14 @@ public struct ONNXImporter {
             low = try bound(1) ?? low
             high = try bound(2) ?? high
         }
+        // Operators.md: with min > max every value becomes max (oneDNN's clip would give min below max).
+        low = min(low, high)
         try add(node, .clip(min: low, max: high), inputs: [node.input[0]])
     }
 
     /// Add of two activations (residual), of a Conv result and a per-channel constant (→ conv
-    /// bias), or of a MatMul result and a constant bias (→ Gemm).
+    /// bias), of a MatMul result and a constant row (→ Gemm), or of an activation and any
+    /// constant that broadcasts against it.
     private mutating func add(_ node: Onnx_NodeProto) throws {
         guard node.input.count == 2 else { throw NodeError("expects two inputs") }
         let constantIndex = node.input.firstIndex { graph.initializers[$0] != nil }
@@ -271,8 +332,8 @@ public struct ONNXImporter {
         let x = node.input[1 - ci]
         // A per-channel constant added to a convolution's output (tf2onnx writes the bias this way).
         if let last = graph.nodes.last, last.outputs == [x], case .conv = last.op,
-           let c = graph.initializers[node.input[ci]], let channels = shapes[x]?.first, c.count == channels,
-           c.shape.filter({ $0 != 1 }).count <= 1, uses[x] == 1 {
+           let c = graph.initializers[node.input[ci]], let channels = shapes[x]?.first, c.count == channels, c.shape.count <= 4,
+           Array(repeating: 1, count: 4 - c.shape.count) + c.shape == [1, channels, 1, 1], uses[x] == 1 {
             var conv = graph.nodes.removeLast()
             var bias = conv.inputs.count > 2 ? graph.initializers[conv.inputs[2]]!.data : [Float](repeating: 0, count: channels)
             for i in bias.indices { bias[i] += c.data[i] }
@@ -284,16 +345,20 @@ public struct ONNXImporter {
             shapes[node.output[0]] = shapes[x]
             return
         }
-        guard let last = graph.nodes.last, last.outputs == [x], last.op == .matMul, uses[x] == 1 else {
-            throw NodeError("adding a constant is supported only as the bias of the Conv or MatMul right before it")
+        guard let last = graph.nodes.last, last.outputs == [x], last.op == .matMul, uses[x] == 1,
+              (try? requireRowBias(graph.initializers[node.input[ci]]!)) != nil else {
+            return try add(node, .add, inputs: [x, node.input[ci]])
         }
         graph.nodes.removeLast()
         try add(node, .gemm(GemmAttributes()), inputs: [last.inputs[0], last.inputs[1], node.input[ci]])
     }
 
-    private mutating func reshape(_ node: Onnx_NodeProto) throws {
+    private mutating func reshape(_ node: Onnx_NodeProto, _ a: NodeAttributes) throws {
         guard node.input.count == 2, let target = ints[node.input[1]] else {
             throw NodeError("the target shape must be a constant (or computable from the input shape)")
+        }
+        guard (a.int("allowzero") ?? 0) == 0 || !target.contains(0) else {
+            throw NodeError("allowzero = 1 with a 0 in the target shape \(target) is not supported")
         }
         try add(node, .reshape(shape: target), inputs: [node.input[0]])
     }
@@ -317,15 +382,19 @@ public struct ONNXImporter {
 
     // Shape arithmetic on int64 constants (Reshape targets computed as Shape → Gather → Unsqueeze → Concat).
 
-    private mutating func shapeOf(_ node: Onnx_NodeProto) throws {
+    private mutating func shapeOf(_ node: Onnx_NodeProto, _ a: NodeAttributes) throws {
         guard let shape = shapes[node.input[0]] else { throw NodeError("input '\(node.input[0])' has no known shape") }
-        ints[node.output[0]] = [0] + shape   // 0 stands for the batch size, which Reshape copies
+        let full = [0] + shape   // 0 stands for the batch size, which Reshape copies
+        // Opset 15 `start` / `end`: negative counts from the end, out of range is clamped.
+        func clamp(_ i: Int) -> Int { min(max(i < 0 ? i + full.count : i, 0), full.count) }
+        let start = clamp(a.int("start") ?? 0), end = clamp(a.int("end") ?? full.count)
+        ints[node.output[0]] = start < end ? Array(full[start..<end]) : []
     }
 
     private mutating func gather(_ node: Onnx_NodeProto, _ a: NodeAttributes) throws {
         guard node.input.count == 2, let data = ints[node.input[0]], let index = ints[node.input[1]],
               (a.int("axis") ?? 0) == 0 else {
-            throw NodeError("Gather is supported only on constant shape values")
+            throw NodeError("Gather of activations is not supported (only of constant shape values, on axis 0)")
         }
         ints[node.output[0]] = try index.map { i in
             let j = i < 0 ? i + data.count : i
@@ -334,15 +403,49 @@ public struct ONNXImporter {
         }
     }
 
+    /// Squeeze / Unsqueeze of an activation: a reshape that keeps the batch dimension (axes from
+    /// the `axes` input since opset 13, the attribute before).
+    private mutating func squeeze(_ node: Onnx_NodeProto, _ a: NodeAttributes) throws {
+        guard let shape = shapes[node.input[0]] else { throw NodeError("input '\(node.input[0])' has no known shape") }
+        let squeezing = node.opType == "Squeeze"
+        var axes = a.ints("axes")
+        if opset >= 13, node.input.count > 1, !node.input[1].isEmpty {
+            guard let v = ints[node.input[1]] else { throw NodeError("axes must be a constant") }
+            axes = v
+        }
+        guard let axes, !axes.isEmpty else {
+            throw NodeError("\(node.opType) without axes is not supported (the result would depend on the batch size)")
+        }
+        let full = [0] + shape   // 0: the batch dimension, copied by the reshape
+        let rank = squeezing ? full.count : full.count + axes.count
+        let normalized = try axes.map { axis -> Int in
+            guard (-rank..<rank).contains(axis) else { throw NodeError("axis \(axis) is out of range for rank \(rank)") }
+            return axis < 0 ? axis + rank : axis
+        }
+        guard Set(normalized).count == normalized.count else { throw NodeError("axes \(axes) name an axis twice") }
+        guard !normalized.contains(0) else {
+            throw NodeError("axis 0 (the batch dimension) cannot be \(squeezing ? "squeezed" : "inserted")")
+        }
+        var target: [Int] = []
+        if squeezing {
+            for axis in normalized where full[axis] != 1 { throw NodeError("cannot squeeze axis \(axis) of size \(full[axis])") }
+            target = full.indices.filter { !normalized.contains($0) }.map { full[$0] }
+        } else {
+            var rest = full.makeIterator()
+            for i in 0..<rank { target.append(normalized.contains(i) ? 1 : rest.next()!) }
+        }
+        try add(node, .reshape(shape: target), inputs: [node.input[0]])
+    }
+
     private mutating func intPassThrough(_ node: Onnx_NodeProto) throws {
-        guard let data = ints[node.input[0]] else { throw NodeError("supported only on constant shape values") }
+        guard let data = ints[node.input[0]] else { throw NodeError("\(node.opType) of activations is not supported (only of constant shape values)") }
         ints[node.output[0]] = data
     }
 
     private mutating func concat(_ node: Onnx_NodeProto) throws {
         var out: [Int] = []
         for input in node.input {
-            guard let data = ints[input] else { throw NodeError("supported only on constant shape values") }
+            guard let data = ints[input] else { throw NodeError("Concat of activations is not supported (only of constant shape values)") }
             out += data
         }
         ints[node.output[0]] = out

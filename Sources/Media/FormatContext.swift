@@ -65,6 +65,8 @@ final class FormatContext {
 
     /// Custom I/O for in-memory input (kept alive as long as the context).
     private let memoryIO: MemoryIO?
+    /// A FIFO opened for FFmpeg's `pipe:FD` (closed after the context).
+    private var fifo: FIFOInput?
 
     private static let networkInit: Void = { _ = avformat_network_init() }()
 
@@ -73,9 +75,18 @@ final class FormatContext {
 
     /// Opens `input` and reads its stream parameters (`avformat_open_input`, `avformat_find_stream_info`)
     /// under `InputPolicy.forInput(input)`; opening as a whole must finish within `timeout` seconds.
+    /// A local FIFO is opened here, not by FFmpeg: see `FIFOInput`.
     convenience init(input: String, timeout: Double? = nil, cancellation: CancellationToken? = nil) throws {
-        try self.init(input: input, policy: InputPolicy.forInput(input), memory: nil, timeout: timeout,
-                      cancellation: cancellation)
+        var policy = InputPolicy.forInput(input)
+        var fifo: FIFOInput?
+        if let path = policy.localPath, FIFOInput.isFIFO(path) {
+            let opened = try FIFOInput(path: path, input: input, timeout: timeout, cancellation: cancellation)
+            policy = InputPolicy(url: "pipe:\(opened.fd)", protocols: "pipe", network: false,
+                                 refusedFormats: InputPolicy.referencingFormats)
+            fifo = opened
+        }
+        try self.init(input: input, policy: policy, memory: nil, timeout: timeout, cancellation: cancellation)
+        self.fifo = fifo
     }
 
     /// Opens bytes in memory through a custom `AVIOContext` (`avio_alloc_context`); no protocol may
@@ -106,26 +117,41 @@ final class FormatContext {
         interrupt.arm(timeout)
         var opened: UnsafeMutablePointer<AVFormatContext>? = allocated
         // On failure avformat_open_input frees the context and sets it to NULL.
-        let status = avformat_open_input(&opened, memory == nil ? policy.url : "", nil, nil)
+        var logged: [String] = []
+        let status = FFmpegLog.capturing(&logged) {
+            avformat_open_input(&opened, memory == nil ? policy.url : "", nil, nil)
+        }
         guard status >= 0, let opened else {
             throw FormatContext.openError(input: input, status: status, timedOut: interrupt.timedOut, timeout: timeout,
-                                          policy: policy)
+                                          policy: policy, logged: logged)
         }
         ctx = opened
         // Fully initialised from here: if this throws, deinit closes the input.
-        let info = avformat_find_stream_info(ctx, nil)
+        let info = FFmpegLog.capturing(&logged) { avformat_find_stream_info(ctx, nil) }
         if info < 0 {
             if interrupt.timedOut, let timeout {
                 throw MediaError(input: input, operation: "read stream info", code: info,
                                  message: "timed out after \(timeout) s (--io-timeout)")
             }
-            throw MediaError(input: input, operation: "read stream info", code: info)
+            throw MediaError(input: input, operation: "read stream info", code: info,
+                             message: FormatContext.reason(info, logged: logged))
         }
         interrupt.arm(nil)
     }
 
+    /// The reason to show for a failed open: what FFmpeg logged for it when it said anything, as it
+    /// is more precise than the return code. After "Invalid data found when processing input"
+    /// (what the code says of a file that is not what its demuxer expects), FFmpeg's line tells
+    /// why ("...: moov atom not found"); other codes are often only a by-product ("Picture size
+    /// 99999999x2 is invalid" came back as EBUSY), so the logged line replaces them.
+    static func reason(_ status: Int32, logged: [String]) -> String {
+        guard !logged.isEmpty else { return ffErrorString(status) }
+        let said = logged.joined(separator: "; ")
+        return status == FFCode.invalidData ? "\(ffErrorString(status)): \(said)" : said
+    }
+
     private static func openError(input: String, status: Int32, timedOut: Bool, timeout: Double?,
-                                  policy: InputPolicy) -> MediaError {
+                                  policy: InputPolicy, logged: [String]) -> MediaError {
         if timedOut, let timeout {
             return MediaError(input: input, operation: "open input", code: status,
                               message: "timed out after \(timeout) s (--io-timeout)")
@@ -142,7 +168,7 @@ final class FormatContext {
                                 + "protocol\(policy.protocols.contains(",") ? "s" : ""); playlists and lists of other files "
                                 + "are read only from http(s) URLs)")
         }
-        return MediaError(input: input, operation: "open input", code: status)
+        return MediaError(input: input, operation: "open input", code: status, message: reason(status, logged: logged))
     }
 
     /// For a local file that failed to open: the demuxer FFmpeg detects for it (`av_probe_input_buffer2`)
@@ -250,4 +276,42 @@ final class MemoryIO {
         var c: UnsafeMutablePointer<AVIOContext>? = avio
         avio_context_free(&c)
     }
+}
+
+/// A named pipe given as a local path. FFmpeg's `file` protocol would `open(2)` it blocking, and
+/// with no writer that open never returns (the interrupt callback is not consulted there). So the
+/// FIFO is opened non-blocking, a writer's first data (or its close) is awaited with `poll(2)`
+/// for at most the I/O timeout, checking for a cancel every 100 ms, and FFmpeg then reads the
+/// descriptor through its `pipe:FD` protocol, like stdin.
+final class FIFOInput {
+    let fd: Int32
+
+    static func isFIFO(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFIFO
+    }
+
+    init(path: String, input: String, timeout: Double?, cancellation: CancellationToken?) throws {
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw MediaError(input: input, operation: "open input", code: fp_averror(errno)) }
+        self.fd = fd
+        let deadline = timeout.map { Date().addingTimeInterval($0) }
+        while true {
+            if cancellation?.isCancelled == true {
+                throw MediaError(input: input, operation: "open input", code: FFCode.exit, message: "cancelled")
+            }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let n = poll(&p, 1, 100)
+            if n > 0 { break }  // data, or a writer came and went (POLLHUP): FFmpeg reads what there is
+            if n < 0 && errno != EINTR { throw MediaError(input: input, operation: "open input", code: fp_averror(errno)) }
+            if let deadline, Date() >= deadline {
+                throw MediaError(input: input, operation: "open input",
+                                 message: "a FIFO with no writer: nothing arrived for \(timeout ?? 0) s (--io-timeout)")
+            }
+        }
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)  // FFmpeg's pipe protocol reads blocking
+    }
+
+    deinit { close(fd) }
 }

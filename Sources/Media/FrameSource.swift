@@ -64,6 +64,11 @@ public final class FrameSource {
     private var keyPacketOrdinals: [Int64: Int] = [:]
     /// True while a packet read has its time limit armed (kept across EAGAIN retries).
     private var readArmed = false
+    /// Live key frames only: drain the decoder after each packet sent, so that its frame comes
+    /// out now rather than when later key frames push it out.
+    private let drainEachPacket: Bool
+    /// True while such a drain is in progress (the decoder's EOF then means "reset and read on").
+    private var drainingPacket = false
 
     /// Opens `input` ("-" = stdin, or a URL) and its video stream, ready to decode.
     /// Throws a `MediaError` naming the input when it cannot be opened, has no (such) video stream,
@@ -119,7 +124,9 @@ public final class FrameSource {
         timeBase = stream.timeBase.value ?? 0
         promisedEnd = FrameSource.promisedEnd(of: st, timeBase: timeBase, start: stream.startTime ?? 0)
         decoder = try VideoDecoder(stream: st, threads: options.decoderThreads,
-                                   keyframesOnly: options.sampling.keyframesOnly, maxPixels: options.maxPixels, input: input)
+                                   keyframesOnly: options.sampling.keyframesOnly, maxPixels: options.maxPixels,
+                                   lowDelay: options.lowDelay, input: input)
+        drainEachPacket = options.lowDelay && options.sampling.keyframesOnly
         sampler = FrameSampler(options: options.sampling)
         nextIndex = 0
         if let start = options.sampling.start { seek(to: start) }
@@ -157,11 +164,17 @@ public final class FrameSource {
                 if phase == .draining { phase = .finished; break }  // defensive: a drained decoder asks no more
                 feed()
             case .endOfStream:
-                finish()
+                if drainingPacket {  // one key frame drained: reset the decoder and read on
+                    drainingPacket = false
+                    decoder.reset()
+                    if phase == .reading { feed() } else { finish() }
+                } else {
+                    finish()
+                }
             case .error(let code):
                 stats.decodeErrors += 1
                 if code == FFCode.exit || stats.decodeErrors > 10_000 { phase = .finished; break }
-                if phase == .reading { feed() }
+                if phase == .reading && !drainingPacket { feed() }
             }
         }
     }
@@ -248,8 +261,12 @@ public final class FrameSource {
                     } else if status != FFCode.eof && status != FFCode.exit && !container.interrupt.isSet {
                         var message = "\(ffErrorString(status)) after \(stats.packetsRead) packets (input damaged or truncated)"
                         if stats.packetsRead == 0 && !container.isSeekable {
-                            message += "; note: an MP4 whose index (moov) is at the end cannot be read from a pipe: "
-                                + "pass the file path, or remux it with 'ffmpeg -i IN -c copy -movflags +faststart OUT'"
+                            message += InputPolicy.urlScheme(input) == nil
+                                ? "; note: an MP4 whose index (moov) is at the end cannot be read from a pipe: "
+                                    + "pass the file path, or remux it with 'ffmpeg -i IN -c copy -movflags +faststart OUT'"
+                                : "; note: an MP4 whose index (moov) is at the end must be read with seeks, which this "
+                                    + "server does not allow (no HTTP Range support): download the file first, or remux "
+                                    + "it with 'ffmpeg -i IN -c copy -movflags +faststart OUT'"
                         }
                         pendingError = MediaError(input: input, operation: "read packet", message: message)
                     }
@@ -284,6 +301,10 @@ public final class FrameSource {
                 continue
             }
             stats.packetsDecoded += 1
+            if drainEachPacket {
+                _ = decoder.send(nil)
+                drainingPacket = true
+            }
             return
         }
     }

@@ -1,4 +1,5 @@
 import CFFmpeg
+import Foundation
 
 /// What FFmpeg may open on behalf of one input: which protocols (`protocol_whitelist`) and which
 /// demuxers (`format_whitelist`). Both are inherited by every nested open FFmpeg makes (HLS
@@ -28,6 +29,12 @@ struct InputPolicy: Equatable {
     /// The policy for a user-facing input name (a path, `-`, or a URL).
     static func forInput(_ input: String) -> InputPolicy {
         if input == "-" {
+            // Redirected from a regular file (`- < clip.mp4`), stdin can seek: read it as that file,
+            // so an MP4 with its index at the end works too.
+            var st = stat()
+            if fstat(STDIN_FILENO, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG {
+                return InputPolicy(url: "file:/dev/stdin", protocols: "file", network: false, refusedFormats: referencingFormats)
+            }
             return InputPolicy(url: "pipe:0", protocols: "pipe", network: false, refusedFormats: referencingFormats)
         }
         guard let scheme = urlScheme(input) else {
@@ -44,6 +51,14 @@ struct InputPolicy: Equatable {
         default: protocols = [scheme] + ["tcp", "udp"].filter { $0 != scheme }  // udp, srt, tcp, ...
         }
         return InputPolicy(url: input, protocols: protocols.joined(separator: ","), network: true, refusedFormats: ["concat"])
+    }
+
+    /// The local file path this policy opens (`file:PATH` or a `file://` URL), nil otherwise.
+    var localPath: String? {
+        guard protocols == "file" else { return nil }
+        if url.hasPrefix("file://") { return URL(string: url)?.path }
+        if url.hasPrefix("file:") { return String(url.dropFirst(5)) }
+        return nil
     }
 
     /// The policy for bytes in memory (fuzzing, tests): no protocol at all, no referencing demuxer.

@@ -2,7 +2,8 @@ import CFFmpeg
 
 /// A failure reading or decoding one input: which input, what operation, and FFmpeg's message.
 ///
-/// `description` is one line, `"<input>: <operation>: <message>"`, ready to print after `framepipe: `.
+/// `description` is one line, `"<operation>: <message>"`: whoever prints it names the input once
+/// (`framepipe: <input>: <operation>: <message>`), so the input never appears twice.
 public struct MediaError: Error, CustomStringConvertible, Sendable {
     /// The input as the user named it (path, `-` or URL).
     public let input: String
@@ -21,7 +22,7 @@ public struct MediaError: Error, CustomStringConvertible, Sendable {
         self.message = message ?? code.map(ffErrorString) ?? "failed"
     }
 
-    public var description: String { "\(input): \(operation): \(message)" }
+    public var description: String { "\(operation): \(message)" }
 }
 
 /// FFmpeg's text for an AVERROR code (`av_strerror`).
@@ -68,5 +69,8 @@ public enum FFmpegLogLevel: String, Sendable, CaseIterable {
 
     /// Sets FFmpeg's process-wide log level (`av_log_set_level`). The CLI uses `.quiet` so that
     /// a bad input produces framepipe's one-line error, not FFmpeg's decoder chatter.
-    public static func set(_ level: FFmpegLogLevel) { av_log_set_level(level.value) }
+    public static func set(_ level: FFmpegLogLevel) {
+        av_log_set_level(level.value)
+        FFmpegLog.setPrintLevel(level.value)
+    }
 }

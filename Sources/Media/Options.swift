@@ -69,6 +69,11 @@ public struct SourceOptions: Sendable {
     public var ioTimeout: Double? = SourceOptions.defaultIOTimeout
     /// Cancels opening and reading from outside (nil: only `FrameSource.cancel()`).
     public var cancellation: CancellationToken? = nil
+    /// A live input: each frame comes out as soon as it is decoded. The decoder uses slice
+    /// threads only (frame threads hold every frame back until threads-1 later packets arrive),
+    /// and with `keyframesOnly` it is drained after each key frame (otherwise a key frame waits
+    /// for the next ones: 1-3 GOPs, and the last ones until the end of the stream).
+    public var lowDelay = false
 
     /// Creates source options; everything is defaulted.
     public init(streamIndex: Int? = nil, decoderThreads: Int = 0, sampling: SamplingOptions = SamplingOptions(),

@@ -21,9 +21,10 @@ public struct StreamInfo: Sendable, Codable, Equatable {
     public var codec: String
     /// True when this FFmpeg build has a decoder for the codec.
     public var decodable: Bool
-    /// Coded picture size (0 for non-video streams).
-    public var width: Int
-    public var height: Int
+    /// Coded picture size; nil for streams without pictures (audio, data) and when unknown
+    /// (0), so `probe` shows no size for an audio stream.
+    public var width: Int?
+    public var height: Int?
     /// Pixel format name, e.g. "yuv420p" (nil when unknown or not video).
     public var pixelFormat: String?
     /// Average frame rate (`avg_frame_rate`), nil when unknown.
@@ -65,8 +66,9 @@ public struct StreamInfo: Sendable, Codable, Equatable {
         }
         codec = String(cString: avcodec_get_name(par.codec_id))
         decodable = avcodec_find_decoder(par.codec_id) != nil
-        width = Int(par.width)
-        height = Int(par.height)
+        let pictures = par.codec_type == AVMEDIA_TYPE_VIDEO || par.codec_type == AVMEDIA_TYPE_SUBTITLE
+        width = pictures && par.width > 0 ? Int(par.width) : nil
+        height = pictures && par.height > 0 ? Int(par.height) : nil
         if par.codec_type == AVMEDIA_TYPE_VIDEO, par.format >= 0, let name = av_get_pix_fmt_name(AVPixelFormat(par.format)) {
             pixelFormat = String(cString: name)
         } else {

@@ -18,8 +18,10 @@ final class VideoDecoder {
     let input: String
 
     /// Opens a decoder for `stream` (`avcodec_find_decoder`, `avcodec_parameters_to_context`,
-    /// `avcodec_open2`) with frame+slice threading, `max_pixels`, and, for `keyframesOnly`, `skip_frame = AVDISCARD_NONKEY`.
-    init(stream: UnsafeMutablePointer<AVStream>, threads: Int, keyframesOnly: Bool, maxPixels: Int, input: String) throws {
+    /// `avcodec_open2`) with frame+slice threading (slice only for `lowDelay`: frame threading delays
+    /// output by threads-1 packets), `max_pixels`, and, for `keyframesOnly`, `skip_frame = AVDISCARD_NONKEY`.
+    init(stream: UnsafeMutablePointer<AVStream>, threads: Int, keyframesOnly: Bool, maxPixels: Int, lowDelay: Bool = false,
+         input: String) throws {
         self.input = input
         let par = stream.pointee.codecpar!
         let streamName = "stream \(stream.pointee.index)"
@@ -36,7 +38,7 @@ final class VideoDecoder {
         try ff(avcodec_parameters_to_context(ctx, par), "open decoder (\(streamName))", input: input)
         ctx.pointee.pkt_timebase = stream.pointee.time_base
         ctx.pointee.thread_count = Int32(clamping: threads)
-        ctx.pointee.thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE
+        ctx.pointee.thread_type = lowDelay ? FF_THREAD_SLICE : FF_THREAD_FRAME | FF_THREAD_SLICE
         if keyframesOnly { ctx.pointee.skip_frame = AVDISCARD_NONKEY }
         // Checked by FFmpeg (av_image_check_size2) before any frame buffer is allocated.
         ctx.pointee.max_pixels = Int64(maxPixels)
@@ -53,6 +55,9 @@ final class VideoDecoder {
     func send(_ packet: UnsafeMutablePointer<AVPacket>?) -> Int32 {
         avcodec_send_packet(ctx, packet)
     }
+
+    /// `avcodec_flush_buffers`: after a drain (EOF), the decoder accepts packets again.
+    func reset() { avcodec_flush_buffers(ctx) }
 
     /// `avcodec_receive_frame` into `frame` (which is unreferenced first by FFmpeg).
     func receive(into frame: UnsafeMutablePointer<AVFrame>) -> Receive {

@@ -46,10 +46,24 @@ public struct FrameRecord {
     public var labels: [LabelScore]
     public var embedding: UnsafeBufferPointer<Float>?
 
+    /// `pts` is kept rounded to microseconds (`FrameRecord.roundedPTS`), as every output shows it.
     public init(input: String, frame: Int, pts: Double, keyframe: Bool,
                 labels: [LabelScore], embedding: UnsafeBufferPointer<Float>?) {
-        self.input = input; self.frame = frame; self.pts = pts; self.keyframe = keyframe
+        self.input = input; self.frame = frame; self.pts = FrameRecord.roundedPTS(pts); self.keyframe = keyframe
         self.labels = labels; self.embedding = embedding
+    }
+}
+
+extension FrameRecord {
+    /// A presentation time in seconds rounded to the microsecond, so that it prints (shortest
+    /// round-trip form) as `4.52`, not `4.5200000000000005` (the product of a tick count and a
+    /// time base that binary floating point cannot hold exactly). Every time base in practice is
+    /// coarser than 1 µs except 1/90000-style clocks, whose ticks this keeps apart (11.1 µs each).
+    /// Non-finite values are returned as they are (JSON writes them as null).
+    public static func roundedPTS(_ seconds: Double) -> Double {
+        guard seconds.isFinite, abs(seconds) < 9e9 else { return seconds }
+        let rounded = (seconds * 1_000_000).rounded() / 1_000_000
+        return rounded == 0 ? 0 : rounded  // no "-0.0"
     }
 }
 

@@ -12,6 +12,11 @@ public final class AttemptsRecord: @unchecked Sendable {
         /// Size and modification time when the count started: a new file under the same name starts over.
         public var size: Int64
         public var mtime: Double
+        /// The output stem chosen for this file (its set is `<outbox>/STEM.*`) and the file's
+        /// SHA-256, recorded before the work starts: after a kill, a complete `STEM.jsonl` for the
+        /// same size, mtime and hash means the work was done and only the move to done/ is left.
+        public var stem: String?
+        public var sha256: String?
     }
 
     public let path: String
@@ -40,13 +45,28 @@ public final class AttemptsRecord: @unchecked Sendable {
         return e
     }
 
-    /// Counts one more start of `name` and saves; returns the new count.
+    /// The stem recorded for `name`, whatever file it described (size and mtime not compared).
+    public func recordedStem(_ name: String) -> String? {
+        lock.lock(); defer { lock.unlock() }
+        return entries[name]?.stem
+    }
+
+    /// Output stems claimed by files other than `name` (so two inputs never share a set).
+    public func stemsClaimed(except name: String) -> Set<String> {
+        lock.lock(); defer { lock.unlock() }
+        return Set(entries.filter { $0.key != name }.compactMap(\.value.stem))
+    }
+
+    /// Counts one more start of `name` and saves; returns the new count. `stem` and `sha256`
+    /// (when given) are recorded with it.
     @discardableResult
-    public func begin(_ name: String, size: Int64, mtime: Double) throws -> Int {
+    public func begin(_ name: String, size: Int64, mtime: Double, stem: String? = nil, sha256: String? = nil) throws -> Int {
         lock.lock()
         var e = entries[name].flatMap { $0.size == size && $0.mtime == mtime ? $0 : nil }
             ?? Entry(attempts: 0, lastError: nil, size: size, mtime: mtime)
         e.attempts += 1
+        if let stem { e.stem = stem }
+        if let sha256 { e.sha256 = sha256 }
         entries[name] = e
         let snapshot = entries
         lock.unlock()

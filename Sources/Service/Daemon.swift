@@ -115,7 +115,8 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
         let engine: ServeEngine
         do { engine = try loader(config.model) } catch { throw ServiceError("cannot load model: \(error)") }
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-        log.info("model ready", metadata: ["model.path": "\(config.model.path ?? "(default)")",
+        let modelPath = (engine as? PipelineEngine)?.loaded.path ?? config.model.path ?? "(default)"
+        log.info("model ready", metadata: ["model.path": "\(modelPath)",
                                            "seconds": "\(String(format: "%.2f", loadSeconds))"])
         lock.lock(); settings = WorkSettings(engine: engine, config: config); lock.unlock()
 
@@ -129,13 +130,14 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
 
         if let dir = config.inbox, let outbox = config.outbox {
             let inbox = Inbox(directory: dir, doneDir: config.resolvedDoneDir!, failedDir: config.resolvedFailedDir!)
+            inbox.settleSeconds = config.settleTime
             try inbox.prepare()
             let attempts = AttemptsRecord(path: config.stateDir + "/attempts.json")
             if let w = attempts.warning { log.warning("\(w)") }
             let worker = InboxWorker(inbox: inbox, outbox: outbox, attempts: attempts, metrics: metrics, log: log,
                                      settings: { [unowned self] in self.current() })
             // Watch first, then scan: a file completed in between is seen twice and queued once.
-            let w = InboxWatcher(directory: dir) { inbox.enqueue($0) }
+            let w = InboxWatcher(directory: dir) { inbox.enqueue($0, atomic: $1) }
             try w.start()
             let existing = inbox.existingFiles()
             for n in existing { inbox.enqueue(n) }
@@ -259,7 +261,8 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
             applied.doneDir = old.config.doneDir; applied.failedDir = old.config.failedDir
             applied.streamDir = old.config.streamDir
         }
-        lock.lock(); settings = WorkSettings(engine: engine, config: applied); let running = streams; lock.unlock()
+        lock.lock(); settings = WorkSettings(engine: engine, config: applied); let running = streams; let iw = inboxWorker; lock.unlock()
+        iw?.inbox.settleSeconds = applied.settleTime
         if new.streams != old.config.streams || engine !== old.engine || new.output != old.config.output {
             for w in running { w.stop(drainTimeout: applied.drainTimeout) }
             do { try startStreams(applied.streams) } catch { log.error("reload: cannot start streams: \(error)") }

@@ -11,14 +11,15 @@ import Glibc
 /// each name to `onFile`.
 public final class InboxWatcher: @unchecked Sendable {
     public let directory: String
-    private let onFile: (String) -> Void
+    private let onFile: (String, Bool) -> Void
     private var fd: Int32 = -1
     private let lock = NSLock()
     private var stopped = false
     private let finished = DispatchSemaphore(value: 0)
 
-    /// - Parameter onFile: receives the file name (not the path), on the watcher's thread.
-    public init(directory: String, onFile: @escaping (String) -> Void) {
+    /// - Parameter onFile: receives the file name (not the path) and whether it was moved in
+    ///   (`IN_MOVED_TO`: complete at once) rather than closed after writing, on the watcher's thread.
+    public init(directory: String, onFile: @escaping (String, Bool) -> Void) {
         self.directory = directory; self.onFile = onFile
     }
 
@@ -56,14 +57,15 @@ public final class InboxWatcher: @unchecked Sendable {
             if poll(&p, 1, 250) <= 0 { continue }
             let n = read(fd, buf, size)
             if n <= 0 { continue }
-            for name in Self.parse(UnsafeRawBufferPointer(start: buf, count: n)) { onFile(name) }
+            for (name, moved) in Self.parse(UnsafeRawBufferPointer(start: buf, count: n)) { onFile(name, moved) }
         }
     }
 
     /// The names of completed regular entries in a buffer of `struct inotify_event`s
-    /// (wd i32, mask u32, cookie u32, len u32, name[len], NUL-padded).
-    static func parse(_ raw: UnsafeRawBufferPointer) -> [String] {
-        var names: [String] = []
+    /// (wd i32, mask u32, cookie u32, len u32, name[len], NUL-padded), each with whether it was
+    /// moved in.
+    static func parse(_ raw: UnsafeRawBufferPointer) -> [(name: String, moved: Bool)] {
+        var names: [(name: String, moved: Bool)] = []
         var off = 0
         let header = 16
         while off + header <= raw.count {
@@ -74,7 +76,7 @@ public final class InboxWatcher: @unchecked Sendable {
             off += header + len
             if mask & UInt32(IN_ISDIR) != 0 || mask & UInt32(IN_Q_OVERFLOW) != 0 { continue }
             if mask & (UInt32(IN_CLOSE_WRITE) | UInt32(IN_MOVED_TO)) != 0, Inbox.isCandidate(name) {
-                names.append(name)
+                names.append((name, mask & UInt32(IN_MOVED_TO) != 0))
             }
         }
         return names

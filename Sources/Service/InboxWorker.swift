@@ -30,10 +30,12 @@ public struct WorkSettings {
 /// an output set into the outbox (`FileSetSink`: temp names, `.jsonl` committed last), then the
 /// file moves to done/, or to failed/ with `NAME.error` saying why.
 ///
-/// Crash safety: the attempt is counted in the `AttemptsRecord` before the work starts; a kill
-/// leaves the file in the inbox and only temporaries in the outbox (cleaned at the next start),
-/// so the next run redoes it and replaces any earlier set whole. A file started `max_attempts`
-/// times without finishing goes to failed/ instead of looping.
+/// Crash safety: the attempt (with the output stem and the input's SHA-256) is recorded in the
+/// `AttemptsRecord` before the work starts. A kill mid-file leaves the file in the inbox and only
+/// temporaries in the outbox (cleaned at the next start), so the next run redoes it; a kill after
+/// the set was committed leaves a complete set, which the next run recognises and keeps (it only
+/// finishes the move). A file started `max_attempts` times without finishing goes to failed/
+/// instead of looping; one that fails as unreadable is retried `retries` times first.
 final class InboxWorker: @unchecked Sendable {
     let inbox: Inbox
     let outbox: String
@@ -78,21 +80,34 @@ final class InboxWorker: @unchecked Sendable {
 
     private var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
 
-    /// Called by the watchdog ticker: counts frames emitted by the running pipeline as progress.
+    /// Called by the watchdog ticker: counts frames emitted by the running pipeline as progress and
+    /// refreshes the queue gauges (also when idle, so an empty pipeline reads as empty, not stale).
     func sample() {
         lock.lock(); let p = current; lock.unlock()
+        metrics.set("framepipe_queue_depth", ["queue": "inbox"], Double(inbox.depth))
+        metrics.set("framepipe_queue_depth", ["queue": "inbox_settling"], Double(inbox.settlingCount))
+        metrics.set("framepipe_inbox_in_progress", [:], p == nil ? 0 : 1)
+        var depths: [String: Int] = [:]
         if let p {
             liveness.observe(emitted: p.progress.framesEmitted)
-            for (queue, depth) in p.queueDepths {
-                metrics.set("framepipe_queue_depth", ["queue": queue, "source": "inbox"], Double(depth))
-            }
+            for (queue, depth) in p.queueDepths { depths[queue] = depth }
+        }
+        lock.lock()
+        for q in depths.keys { pipelineQueues.insert(q) }
+        let known = pipelineQueues
+        lock.unlock()
+        for q in known {
+            metrics.set("framepipe_queue_depth", ["queue": q, "source": "inbox"], Double(depths[q] ?? 0))
         }
     }
+    /// Pipeline queue names seen so far (their gauges read 0 between files).
+    private var pipelineQueues = Set<String>()
+    /// Retries done per file name (in memory: a restart gives every file a fresh try).
+    private var retried: [String: Int] = [:]
 
     private func loop() {
         while !isStopping {
             liveness.beat()
-            metrics.set("framepipe_queue_depth", ["queue": "inbox"], Double(inbox.depth))
             guard let name = inbox.next(timeout: 0.5) else { continue }
             process(name)
             liveness.beat()
@@ -100,40 +115,68 @@ final class InboxWorker: @unchecked Sendable {
     }
 
     /// Processes one inbox file (on the worker thread).
+    ///
+    /// Exactly once: the output stem and the input's SHA-256 are recorded in the attempts record
+    /// before the work starts. After a kill, a complete set (`STEM.jsonl`, committed last) for the
+    /// same size, mtime and hash is kept: the manifest is written and the move finished, the file is
+    /// not redone. A name used before gets a fresh stem (`clip-2`) and done/ name, never replacing
+    /// the earlier set or file.
     func process(_ name: String) {
         let path = inbox.directory + "/" + name
-        var st = stat()
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return }  // gone already
-        let size = Int64(st.st_size)
-        let mtime = Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
+        guard let (size, mtime) = Inbox.identity(path) else { return }  // gone already
         let s = settings()
         let max = s.config.maxAttempts
         var meta: Logger.Metadata = ["input.path": "\(path)"]
+        let previous = attempts.entry(name, size: size, mtime: mtime)
 
-        if let e = attempts.entry(name, size: size, mtime: mtime), e.attempts >= max {
+        let sha256: String
+        do { sha256 = try SHA256.file(path) } catch {
+            log.error("\(error)", metadata: meta)
+            inbox.enqueue(name, delay: s.config.retryDelay)
+            return
+        }
+        if let e = previous, let stem = e.stem, e.sha256 == sha256, SetManifest.isComplete(outbox: outbox, stem: stem) {
+            meta["stem"] = "\(stem)"
+            log.notice("\(name): its set \(stem) was complete before the restart; finishing the move to done/", metadata: meta)
+            let frames = lineCount(outbox + "/" + stem + ".jsonl")
+            finish(name, stem: stem, size: size, mtime: mtime, sha256: sha256, frames: frames, seconds: nil, meta: meta)
+            return
+        }
+        if let e = previous, e.attempts >= max {
             let reason = "\(name): gave up after \(e.attempts) attempt(s) that did not finish"
                 + (e.lastError.map { "; last error: \($0)" } ?? " (the daemon stopped or crashed during each)")
             fail(name, reason: reason, meta: meta)
             return
         }
+        // The stem of an earlier try of this name is reused (its set is replaced) unless that set is
+        // complete and from other content: a set consumers may have read is never rewritten.
+        let earlier = attempts.recordedStem(name).flatMap { stem -> String? in
+            if previous?.sha256 == sha256 { return stem }
+            return SetManifest.isComplete(outbox: outbox, stem: stem) ? nil : stem
+        }
+        let stem = earlier ?? SetManifest.freeStem(for: name, outbox: outbox, claimed: attempts.stemsClaimed(except: name))
         let attempt: Int
         do {
-            attempt = try attempts.begin(name, size: size, mtime: mtime)
+            attempt = try attempts.begin(name, size: size, mtime: mtime, stem: stem, sha256: sha256)
         } catch {
             log.error("cannot record attempt: \(error)", metadata: meta)
             return
         }
         meta["attempt"] = "\(attempt)"
+        meta["stem"] = "\(stem)"
         log.debug("processing \(name)", metadata: meta)
 
-        let stem = OutputNaming.stem(for: name)
         let runner = TimedRunner(s.engine.runner, metrics: metrics)
-        let options = s.pipelineOptions(live: false)
-        let topK = options.emit.labels && runner.classCount > 0 ? options.topK : 0
+        var options = s.pipelineOptions(live: false)
+        let lines = s.config.output.emitOptions
+        options.emit = s.config.output.setComputeOptions
+        let files = s.config.output.files
+        let topK = files.contains("csv") && options.emit.labels && runner.classCount > 0 ? options.topK : 0
+        let dim = files.contains("npy") ? runner.embeddingDim : 0
         let metrics = self.metrics
         var plan = s.engine.plan(input: path, live: false, sink: { [outbox] in
-            CountingSink(try FileSetSink(input: name, directory: outbox, stem: stem, options: options.emit,
-                                         embeddingDim: options.emit.embedding ? runner.embeddingDim : 0, topK: topK),
+            CountingSink(try FileSetSink(input: name, directory: outbox, stem: stem, options: lines,
+                                         embeddingDim: dim, topK: topK),
                          metrics: metrics, source: "inbox")
         })
         plan.name = name
@@ -165,23 +208,60 @@ final class InboxWorker: @unchecked Sendable {
             return
         }
         if let error = outcome.error {
+            // Changed while we read it (still being written): wait for it to settle, no failure.
+            if let now = Inbox.identity(path), now != (size, mtime) {
+                try? attempts.undo(name)
+                log.notice("\(name) changed while it was read; waiting for it to settle", metadata: meta)
+                inbox.enqueue(name)
+                return
+            }
+            lock.lock(); let done = retried[name, default: 0]; lock.unlock()
+            if done < s.config.retries {
+                lock.lock(); retried[name] = done + 1; lock.unlock()
+                try? attempts.undo(name)
+                try? attempts.noteError(name, error)
+                log.notice("\(name): \(error); trying again in \(Self.seconds(s.config.retryDelay)) s (retry \(done + 1) of \(s.config.retries))",
+                           metadata: meta)
+                inbox.enqueue(name, delay: s.config.retryDelay)
+                return
+            }
             metrics.add("framepipe_errors_total", ["source": "inbox", "kind": "input"])
             try? attempts.noteError(name, error)
-            fail(name, reason: "\(name): \(error)", meta: meta)
+            let tries = done + 1
+            fail(name, reason: "\(name): \(error)" + (tries > 1 ? " (\(tries) tries)" : ""), meta: meta)
             return
         }
+        finish(name, stem: stem, size: size, mtime: mtime, sha256: sha256, frames: outcome.framesEmitted,
+               seconds: seconds, meta: meta)
+    }
+
+    static func seconds(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(format: "%.1f", v) }
+
+    /// Writes the set's manifest, moves the input to done/ (under a free name) and forgets it.
+    private func finish(_ name: String, stem: String, size: Int64, mtime: Double, sha256: String, frames: Int,
+                        seconds: Double?, meta: Logger.Metadata) {
+        var meta = meta
         do {
-            try inbox.moveToDone(name)
+            let target = Inbox.freeName(name, in: inbox.doneDir)
+            try SetManifest.describe(outbox: outbox, stem: stem, input: name, size: size, mtime: mtime, sha256: sha256,
+                                     frames: frames, done: target).write(outbox: outbox)
+            let used = try inbox.moveToDone(name)
             try attempts.clear(name)
+            if used != name { meta["done"] = "\(used)" }
         } catch {
             log.error("\(name): processed, but \(error)", metadata: meta)
             return
         }
-        lock.lock(); doneCount += 1; lock.unlock()
+        lock.lock(); doneCount += 1; retried[name] = nil; lock.unlock()
         metrics.add("framepipe_inputs_total", ["result": "done"])
-        meta["frames"] = "\(outcome.framesEmitted)"
-        meta["seconds"] = "\(String(format: "%.2f", seconds))"
+        meta["frames"] = "\(frames)"
+        if let seconds { meta["seconds"] = "\(String(format: "%.2f", seconds))" }
         log.info("done \(name)", metadata: meta)
+    }
+
+    private func lineCount(_ path: String) -> Int {
+        guard let data = FileManager.default.contents(atPath: path) else { return 0 }
+        return data.reduce(0) { $0 + ($1 == 10 ? 1 : 0) }
     }
 
     private func fail(_ name: String, reason: String, meta: Logger.Metadata) {
@@ -192,7 +272,7 @@ final class InboxWorker: @unchecked Sendable {
             log.error("\(name): cannot move to failed/: \(error)", metadata: meta)
             return
         }
-        lock.lock(); failedCount += 1; lock.unlock()
+        lock.lock(); failedCount += 1; retried[name] = nil; lock.unlock()
         metrics.add("framepipe_inputs_total", ["result": "failed"])
         log.error("failed \(reason)", metadata: meta)
     }

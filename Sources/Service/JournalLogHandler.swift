@@ -39,15 +39,39 @@ public struct JournalLogHandler: LogHandler {
         }
     }
 
-    /// The line for a message (without the trailing newline).
+    /// The line for a message (without the trailing newline). The message and every metadata value
+    /// pass through `escape`, so nothing from outside (a file name, an FFmpeg error, a stream URL) can
+    /// start a line of its own: a name like `evil\n<0>FORGED.mp4` stays inside its field.
     public static func format(level: Logger.Level, message: String, metadata: Logger.Metadata) -> String {
-        var line = "<\(priority(level))>" + message.replacingOccurrences(of: "\n", with: " ")
+        var line = "<\(priority(level))>" + escape(message)
         for key in metadata.keys.sorted() {
-            let v = "\(metadata[key]!)"
-            let quoted = v.contains(" ") || v.isEmpty ? "\"" + v.replacingOccurrences(of: "\"", with: "\\\"") + "\"" : v
-            line += " \(key)=\(quoted)"
+            let v = escape("\(metadata[key]!)")
+            let needsQuotes = v.isEmpty || v.contains(" ") || v.contains("\"") || v.contains("=")
+            line += " \(escape(key))=" + (needsQuotes ? "\"" + v.replacingOccurrences(of: "\"", with: "\\\"") + "\"" : v)
         }
         return line
+    }
+
+    /// `text` with every control character written as an escape: `\n`, `\r`, `\t`, a backslash as
+    /// `\\`, other C0/C1 controls, DEL and the Unicode line/paragraph separators as `\xHH` or
+    /// `\u{HHHH}`. The result is one line of printable text.
+    public static func escape(_ text: String) -> String {
+        var out = ""
+        out.unicodeScalars.reserveCapacity(text.unicodeScalars.count)
+        for u in text.unicodeScalars {
+            switch u.value {
+            case 0x0A: out += "\\n"
+            case 0x0D: out += "\\r"
+            case 0x09: out += "\\t"
+            case 0x5C: out += "\\\\"
+            case 0x00..<0x20, 0x7F:
+                out += "\\x" + String(format: "%02x", u.value)
+            case 0x80..<0xA0, 0x2028, 0x2029:
+                out += "\\u{" + String(u.value, radix: 16) + "}"
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out
     }
 
     public func log(event: LogEvent) {

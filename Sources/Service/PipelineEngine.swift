@@ -26,7 +26,7 @@ public final class PipelineEngine: ServeEngine {
     /// The config's model part in the setup's terms (1-value mean/std apply to all three channels).
     public static func settings(_ c: ModelConfig) throws -> ModelSettings {
         var s = ModelSettings()
-        s.modelPath = c.path
+        s.modelPath = try ConfigCheck.resolveModel(c, configPath: nil)
         guard let p = Precision(rawValue: c.precision) else { throw ServiceError("unknown precision \(c.precision)") }
         s.precision = p
         s.threads = c.threads

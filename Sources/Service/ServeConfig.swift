@@ -55,10 +55,14 @@ public struct ModelConfig: Sendable, Equatable, Decodable {
     }
 }
 
-/// What each record carries and the label settings.
+/// What each JSON line carries, which files each inbox input's set has, and the label settings.
+/// The two are separate: `emit` is about the lines (`.jsonl`, stream files), `files` about the set.
 public struct OutputConfig: Sendable, Equatable, Decodable {
-    /// Any of "labels", "embedding".
+    /// What each JSON line carries: any of "labels", "embedding".
     public var emit: [String] = ["labels"]
+    /// Files of an inbox input's set beside `NAME.jsonl` (always written, last): any of "npy"
+    /// (float32 embeddings, `[frames, dim]`) and "csv" (top-k per frame).
+    public var files: [String] = ["npy", "csv"]
     /// "json" or "base64" for embeddings inside JSON lines.
     public var embeddingEncoding: String = "base64"
     public var topK: Int = 5
@@ -67,21 +71,31 @@ public struct OutputConfig: Sendable, Equatable, Decodable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case emit, embeddingEncoding = "embedding_encoding", topK = "top_k", minScore = "min_score"
+        case emit, files, embeddingEncoding = "embedding_encoding", topK = "top_k", minScore = "min_score"
     }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         emit = try c.decodeIfPresent([String].self, forKey: .emit) ?? ["labels"]
+        files = try c.decodeIfPresent([String].self, forKey: .files) ?? ["npy", "csv"]
         embeddingEncoding = try c.decodeIfPresent(String.self, forKey: .embeddingEncoding) ?? "base64"
         topK = try c.decodeIfPresent(Int.self, forKey: .topK) ?? 5
         minScore = Float(try c.decodeNumber(forKey: .minScore) ?? 0)
     }
 
-    /// The record contents as the Output target understands them.
+    /// What each JSON line carries, as the Output target understands it.
     public var emitOptions: EmitOptions {
         EmitOptions(labels: emit.contains("labels"), embedding: emit.contains("embedding"),
                     embeddingEncoding: EmbeddingEncoding(rawValue: embeddingEncoding) ?? .base64)
+    }
+
+    /// What the pipeline must compute for an inbox set: the lines' contents plus embeddings for
+    /// the `.npy` and labels for the `.csv`.
+    public var setComputeOptions: EmitOptions {
+        var o = emitOptions
+        if files.contains("npy") { o.embedding = true }
+        if files.contains("csv") && topK > 0 { o.labels = true }
+        return o
     }
 }
 
@@ -100,12 +114,18 @@ public struct StreamConfig: Sendable, Equatable, Decodable {
     public var reconnectMax: Double = 30
     /// No frame for this long counts as a disconnect (seconds).
     public var stallTimeout: Double = 10
+    /// Longest wait for a connection to deliver its first frame before the attempt counts as
+    /// failed (seconds). Listening inputs (udp://, rtp://) are not cut short while they may be
+    /// probing a sender; a silent wait there ends after `stall_timeout` and the next attempt starts
+    /// at once, without backoff.
+    public var connectTimeout: Double = 5
 
     public init(name: String, url: String) { self.name = name; self.url = url }
 
     enum CodingKeys: String, CodingKey {
         case name, url, rotateBytes = "rotate_bytes", keepFiles = "keep_files",
-             reconnectInitial = "reconnect_initial", reconnectMax = "reconnect_max", stallTimeout = "stall_timeout"
+             reconnectInitial = "reconnect_initial", reconnectMax = "reconnect_max", stallTimeout = "stall_timeout",
+             connectTimeout = "connect_timeout"
     }
 
     public init(from decoder: Decoder) throws {
@@ -117,6 +137,7 @@ public struct StreamConfig: Sendable, Equatable, Decodable {
         reconnectInitial = try c.decodeNumber(forKey: .reconnectInitial) ?? 0.5
         reconnectMax = try c.decodeNumber(forKey: .reconnectMax) ?? 30
         stallTimeout = try c.decodeNumber(forKey: .stallTimeout) ?? 10
+        connectTimeout = try c.decodeNumber(forKey: .connectTimeout) ?? 5
     }
 }
 
@@ -141,6 +162,13 @@ public struct ServeConfig: Sendable, Equatable {
     public var maxAttempts = 3
     /// On SIGTERM, how long the file in progress may take to complete before it is left for the next start.
     public var drainTimeout: Double = 20
+    /// A file written in place (not moved in) is processed once its size and mtime have not
+    /// changed for this many seconds.
+    public var settleTime: Double = 2
+    /// A file that fails as unreadable is tried again this many times, `retry_delay` seconds later
+    /// (and whenever it changes), before it goes to failed/.
+    public var retries = 1
+    public var retryDelay: Double = 10
     /// `host:port` of the Prometheus endpoint (nil: off).
     public var metricsListen: String?
     /// "trace" ... "critical".
@@ -157,7 +185,9 @@ public struct ServeConfig: Sendable, Equatable {
     public var resolvedStreamDir: String { streamDir ?? stateDir + "/streams" }
 
     /// Reads and checks the TOML file at `path`. `state_dir` defaults to systemd's
-    /// `$STATE_DIRECTORY` when set (so `framepipe@NAME` instances get `/var/lib/framepipe/NAME`).
+    /// `$STATE_DIRECTORY` when set (so `framepipe@NAME` instances get `/var/lib/framepipe/NAME`);
+    /// relative folder paths (`inbox = "inbox"`) are taken inside `state_dir`, so one config
+    /// works for the main service and for every instance.
     public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServeConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(path: path, "cannot read the configuration file (\(String(cString: strerror(errno))))")
@@ -185,13 +215,20 @@ public struct ServeConfig: Sendable, Equatable {
         var c = ServeConfig()
         if let sd = environment["STATE_DIRECTORY"]?.split(separator: ":").first, !sd.isEmpty { c.stateDir = String(sd) }
         if let v = raw.stateDir { c.stateDir = v }
-        c.inbox = raw.inbox
-        c.outbox = raw.outbox
-        c.doneDir = raw.doneDir
-        c.failedDir = raw.failedDir
-        c.streamDir = raw.streamDir
+        func inState(_ p: String?) -> String? {
+            guard let p, !p.isEmpty else { return p }
+            return p.hasPrefix("/") ? p : (c.stateDir as NSString).appendingPathComponent(p)
+        }
+        c.inbox = inState(raw.inbox)
+        c.outbox = inState(raw.outbox)
+        c.doneDir = inState(raw.doneDir)
+        c.failedDir = inState(raw.failedDir)
+        c.streamDir = inState(raw.streamDir)
         if let v = raw.maxAttempts { c.maxAttempts = v }
         if let v = raw.drainTimeout { c.drainTimeout = v }
+        if let v = raw.settleTime { c.settleTime = v }
+        if let v = raw.retries { c.retries = v }
+        if let v = raw.retryDelay { c.retryDelay = v }
         c.metricsListen = raw.metricsListen.flatMap { $0.isEmpty ? nil : $0 }
         if let v = raw.logLevel { c.logLevel = v }
         if let v = raw.model { c.model = v }
@@ -211,6 +248,10 @@ public struct ServeConfig: Sendable, Equatable {
         }
         if maxAttempts < 1 { throw fail("`max_attempts` must be at least 1") }
         if drainTimeout < 0 { throw fail("`drain_timeout` must not be negative") }
+        if settleTime < 0 { throw fail("`settle_time` must not be negative") }
+        if retries < 0 { throw fail("`retries` must not be negative") }
+        if retryDelay < 0 { throw fail("`retry_delay` must not be negative") }
+        if !stateDir.hasPrefix("/") { throw fail("`state_dir` must be an absolute path (got \"\(stateDir)\")") }
         if let m = metricsListen, (try? Self.parseListen(m)) == nil {
             throw fail("`metrics_listen` must be IPv4:port, like \"127.0.0.1:9464\" (got \"\(m)\")")
         }
@@ -230,6 +271,9 @@ public struct ServeConfig: Sendable, Equatable {
         for e in output.emit where !["labels", "embedding"].contains(e) {
             throw fail("`output.emit` entries must be \"labels\" or \"embedding\" (got \"\(e)\")")
         }
+        for f in output.files where !["npy", "csv"].contains(f) {
+            throw fail("`output.files` entries must be \"npy\" or \"csv\" (got \"\(f)\"; NAME.jsonl is always written)")
+        }
         if EmbeddingEncoding(rawValue: output.embeddingEncoding) == nil {
             throw fail("`output.embedding_encoding` must be \"json\" or \"base64\"")
         }
@@ -247,6 +291,7 @@ public struct ServeConfig: Sendable, Equatable {
                 throw fail("stream \"\(s.name)\": need 0 < `reconnect_initial` <= `reconnect_max`")
             }
             if s.stallTimeout <= 0 { throw fail("stream \"\(s.name)\": `stall_timeout` must be positive") }
+            if s.connectTimeout <= 0 { throw fail("stream \"\(s.name)\": `connect_timeout` must be positive") }
         }
     }
 
@@ -291,6 +336,9 @@ private struct RawConfig: Decodable {
     var streamDir: String?
     var maxAttempts: Int?
     var drainTimeout: Double?
+    var settleTime: Double?
+    var retries: Int?
+    var retryDelay: Double?
     var metricsListen: String?
     var logLevel: String?
     var model: ModelConfig?
@@ -300,7 +348,7 @@ private struct RawConfig: Decodable {
     enum CodingKeys: String, CodingKey {
         case stateDir = "state_dir", inbox, outbox, doneDir = "done_dir", failedDir = "failed_dir",
              streamDir = "stream_dir", maxAttempts = "max_attempts", drainTimeout = "drain_timeout",
-             metricsListen = "metrics_listen", logLevel = "log_level", model, output, streams
+             settleTime = "settle_time", retries, retryDelay = "retry_delay", metricsListen = "metrics_listen", logLevel = "log_level", model, output, streams
     }
 
     init(from decoder: Decoder) throws {
@@ -313,6 +361,9 @@ private struct RawConfig: Decodable {
         streamDir = try c.decodeIfPresent(String.self, forKey: .streamDir)
         maxAttempts = try c.decodeIfPresent(Int.self, forKey: .maxAttempts)
         drainTimeout = try c.decodeNumber(forKey: .drainTimeout)
+        settleTime = try c.decodeNumber(forKey: .settleTime)
+        retries = try c.decodeIfPresent(Int.self, forKey: .retries)
+        retryDelay = try c.decodeNumber(forKey: .retryDelay)
         metricsListen = try c.decodeIfPresent(String.self, forKey: .metricsListen)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
         model = try c.decodeIfPresent(ModelConfig.self, forKey: .model)

@@ -48,6 +48,15 @@ final class WatchedReader: FrameReader, @unchecked Sendable {
     private var lastFrame = DispatchTime.now().uptimeNanoseconds
     private var reportedDecodeErrors = 0
     private(set) var frames = 0
+    /// Called once, on the reading thread, when the first frame has been read (before it is
+    /// passed on): a live stream counts as connected from then.
+    var onFirstFrame: (() -> Void)? {
+        get { lock.lock(); defer { lock.unlock() }; return _onFirstFrame }
+        set { lock.lock(); _onFirstFrame = newValue; lock.unlock() }
+    }
+    private var _onFirstFrame: (() -> Void)?
+    /// Frames read so far.
+    var frameCount: Int { lock.lock(); defer { lock.unlock() }; return frames }
 
     init(_ inner: FrameReader, metrics: Metrics, source: String) {
         self.inner = inner; self.metrics = metrics; self.source = source
@@ -62,7 +71,8 @@ final class WatchedReader: FrameReader, @unchecked Sendable {
             lock.lock(); let why2 = interruption; lock.unlock()
             if let why2 { throw ServiceError(why2) }
             if f != nil {
-                lock.lock(); lastFrame = DispatchTime.now().uptimeNanoseconds; frames += 1; lock.unlock()
+                lock.lock(); lastFrame = DispatchTime.now().uptimeNanoseconds; frames += 1; let first = frames == 1; let hook = _onFirstFrame; lock.unlock()
+                if first { hook?() }
                 metrics.add("framepipe_frames_decoded_total", ["source": source])
             }
             let errs = inner.decodeErrors
@@ -94,6 +104,9 @@ final class WatchedReader: FrameReader, @unchecked Sendable {
         lock.lock(); finishing = true; lock.unlock()
         inner.cancel()
     }
+
+    /// True once `interrupt` was called (a stall the worker detected).
+    var wasInterrupted: Bool { lock.lock(); defer { lock.unlock() }; return interruption != nil }
 
     /// Fails the input at the next read with `reason`.
     func interrupt(_ reason: String) {

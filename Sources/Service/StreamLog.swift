@@ -100,25 +100,33 @@ public final class StreamLog: @unchecked Sendable {
         try open()
     }
 
-    /// `{"v":1,"event":"gap","stream":..,"input":..,"reason":..,"time":..,"frames":..,"retry_in":..}`:
-    /// the stream stopped delivering frames; lines resume after a reconnect.
-    public static func gapLine(stream: String, input: String, reason: String, time: Double,
-                               lastPts: Double?, frames: Int, retryIn: Double) -> [UInt8] {
+    /// `{"v":1,"event":"gap","stream":..,"input":..,"cause":..,"reason":..,"time":..,"last_pts":..,
+    /// "frames":..,"connection":..,"retry_in":..}`: connection number `connection` stopped delivering
+    /// frames; `cause` is `ended` (the sender ended the stream), `stalled` (no frame for
+    /// `stall_timeout`) or `error` (`reason` says which); lines resume after a reconnect.
+    public static func gapLine(stream: String, input: String, cause: String, reason: String, time: Double,
+                               lastPts: Double?, frames: Int, connection: Int, retryIn: Double) -> [UInt8] {
         var w = JSONObjectWriter()
         w.field("v", outputSchemaVersion)
         w.field("event", "gap")
         w.field("stream", stream)
         w.field("input", input)
+        w.field("cause", cause)
         w.field("reason", reason)
         w.field("time", time)
         if let lastPts { w.field("last_pts", lastPts) }
         w.field("frames", frames)
+        w.field("connection", connection)
         w.field("retry_in", retryIn)
         return w.finishLine()
     }
 
-    /// `{"v":1,"event":"connected","stream":..,"input":..,"time":..,"attempt":..}`: frames follow.
-    public static func connectedLine(stream: String, input: String, time: Double, attempt: Int) -> [UInt8] {
+    /// `{"v":1,"event":"connected","stream":..,"input":..,"time":..,"attempt":..,"connection":..,
+    /// "first_frame":..}`: frames follow. `attempt` counts tries since the stream was last up (1: the
+    /// first try succeeded), as the log does; `connection` counts connections since the service
+    /// started; frame numbers continue from `first_frame`.
+    public static func connectedLine(stream: String, input: String, time: Double, attempt: Int,
+                                     connection: Int, firstFrame: Int) -> [UInt8] {
         var w = JSONObjectWriter()
         w.field("v", outputSchemaVersion)
         w.field("event", "connected")
@@ -126,19 +134,27 @@ public final class StreamLog: @unchecked Sendable {
         w.field("input", input)
         w.field("time", time)
         w.field("attempt", attempt)
+        w.field("connection", connection)
+        w.field("first_frame", firstFrame)
         return w.finishLine()
     }
 }
 
 /// The `FrameSink` of one connection of a stream: frame records appended to the stream's log.
-/// `finish` and `abandon` keep the log open (it outlives connections).
+/// `finish` and `abandon` keep the log open (it outlives connections). Frame numbers are offset by
+/// `frameBase` (frames of earlier connections), so they keep counting across reconnects.
 final class StreamLogSink: FrameSink {
     let log: StreamLog
     let options: EmitOptions
+    let frameBase: Int
     private var buffer: [UInt8] = []
     private(set) var lastPts: Double?
-    init(log: StreamLog, options: EmitOptions) { self.log = log; self.options = options }
+    init(log: StreamLog, options: EmitOptions, frameBase: Int = 0) {
+        self.log = log; self.options = options; self.frameBase = frameBase
+    }
     func write(_ record: FrameRecord) throws {
+        var record = record
+        record.frame += frameBase
         buffer = RecordEncoder.frameLine(record, options: options, reusing: buffer)
         try log.append(buffer)
         lastPts = record.pts

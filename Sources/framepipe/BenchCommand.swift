@@ -25,32 +25,38 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Model file (ONNX or Keras H5); default: $FRAMEPIPE_MODEL, then the installed default model.")
     var model: String?
     @Option(help: "Measure decode + scale of this video instead of inference.") var decode: String?
-    @Option(help: "Images per batch (default 16, or the first dimension of --input).") var batch: Int?
+    @Option(name: .customLong("io-timeout"), parsing: .unconditional,
+            help: "With --decode: seconds opening the video may wait for data (0 = no limit).")
+    var ioTimeout: Double = SourceOptions.defaultIOTimeout
+    @Option(parsing: .unconditional, help: "Images per batch (1...1024, as for run; default 16, or the first dimension of --input).")
+    var batch: Int?
     @Option(help: "A float32 .npy [N, C, H, W] to run instead of random input.") var input: String?
     @Option(help: "Write the last run's embeddings.npy and logits.npy into this folder.") var saveOutputs: String?
-    @Option(help: "Precision: fp32 or bf16.") var precision: String = "fp32"
-    @Option(help: "oneDNN (OpenMP) threads; default: OpenMP's default (all cores or OMP_NUM_THREADS).") var threads: Int?
-    @Option(help: "Timed runs (after warm-up).") var iterations: Int = 20
-    @Option(help: "Warm-up runs.") var warmup: Int = 3
+    @Option(help: "Precision: fp32 or bf16.") var precision: Precision = .fp32
+    @Option(parsing: .unconditional, help: "oneDNN (OpenMP) threads; default: OpenMP's default (all cores or OMP_NUM_THREADS).") var threads: Int?
+    @Option(parsing: .unconditional, help: "Timed runs (after warm-up).") var iterations: Int = 20
+    @Option(parsing: .unconditional, help: "Warm-up runs.") var warmup: Int = 3
     @Flag(help: "Print one JSON object instead of text.") var json = false
     @Flag(help: "List the compiled primitives (oneDNN implementation per layer).") var verbose = false
 
     func validate() throws {
-        if let batch, batch <= 0 { throw ValidationError("--batch must be positive") }
+        try FlagRules.batch.check(batch)
+        try FlagRules.iterations.check(iterations)
+        try FlagRules.warmup.check(warmup)
+        try FlagRules.threads.check(threads)
+        try FlagRules.ioTimeout.check(ioTimeout)
+        if decode == "" { throw Failure.usage("--decode is an empty string") }
         if decode != nil, input != nil || saveOutputs != nil {
-            throw ValidationError("--input and --save-outputs measure inference; they cannot be used with --decode")
+            throw Failure.usage("--input and --save-outputs measure inference; they cannot be used with --decode")
         }
-        guard iterations > 0, warmup >= 0 else { throw ValidationError("--iterations must be positive, --warmup non-negative") }
-        if let threads, threads <= 0 { throw ValidationError("--threads must be positive") }
-        guard Precision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or bf16") }
     }
 
     func run() async throws {
-        let precision = Precision(rawValue: precision)!
         if let threads { setInferenceThreads(threads) }
         let started = Date()
-        let path = try LoadedModel.resolvePath(self.model)
-        let model = try loadModelFile(path)
+        let path = try ModelPath.resolve(self.model)
+        let model: Model
+        do { model = try loadModelFile(path) } catch { throw Failure.model(error, path: path) }
         if let video = decode {
             try benchDecode(video, model: model, modelPath: path)
             return
@@ -60,15 +66,20 @@ struct BenchCommand: AsyncParsableCommand {
         if let file = self.input {
             let array = try NPYArray(path: file)
             guard array.shape.count == 4, Array(array.shape.dropFirst()) == model.inputShape, array.shape[0] > 0 else {
-                throw SetupError("\(file): shape \(array.shape), the model takes [N, \(model.inputShape.map(String.init).joined(separator: ", "))]")
+                throw Failure(.input, subject: file, "shape \(array.shape), the model takes [N, \(model.inputShape.map(String.init).joined(separator: ", "))]")
             }
             if let batch, batch != array.shape[0] {
-                throw ValidationError("--batch \(batch) but \(file) holds \(array.shape[0]) images")
+                throw Failure.usage("--batch \(batch) but \(file) holds \(array.shape[0]) images")
             }
             given = array.values
         }
         let batch = given.map { $0.count / perImage } ?? self.batch ?? 16
-        let engine = try Engine(model: model, precision: precision, maxBatch: batch, threads: threads)
+        let engine: Engine
+        do {
+            engine = try Engine(model: model, precision: precision, maxBatch: batch, threads: threads)
+        } catch {
+            throw Failure.model(error, path: path)
+        }
         let loadMs = Date().timeIntervalSince(started) * 1000
         let layers = try engine.compiledLayers(batch: batch)
         if verbose { for l in layers { FileHandle.standardError.write(Data("\(l.layer): \(l.implementation)\n".utf8)) } }
@@ -102,17 +113,17 @@ struct BenchCommand: AsyncParsableCommand {
         if json {
             let kernels = families.map { #"{"implementation":\#(JSON.quoted($0.implementation)),"count":\#($0.count)}"# }
             let reference = engine.referenceLayers.map { layerJSON($0) }
-            print(#"{"model":\#(JSON.quoted(path)),"precision":"\#(precision.rawValue)","batch":\#(batch),"threads":\#(threadCount),"iterations":\#(iterations),"#
+            try StdoutText.line(#"{"model":\#(JSON.quoted(path)),"precision":"\#(precision.rawValue)","batch":\#(batch),"threads":\#(threadCount),"iterations":\#(iterations),"#
                 + #""median_ms":\#(fmt(median)),"min_ms":\#(fmt(times.first!)),"max_ms":\#(fmt(times.last!)),"images_per_s":\#(fmt(rate)),"load_ms":\#(fmt(loadMs)),"#
                 + #""isa":"\#(Engine.cpuISA)","activations":"\#(engine.plan.activations.rawValue)","kernels":[\#(kernels.joined(separator: ","))],"#
                 + #""reorders":\#(reorders),"reference_layers":[\#(reference.joined(separator: ","))]}"#)
         } else {
-            print("model \(path), \(precision.rawValue), batch \(batch), \(threadCount) threads, oneDNN \(Engine.oneDNNVersion) \(Engine.cpuISA)")
-            print("kernels (\(engine.plan.activations.rawValue) activations): "
+            try StdoutText.line("model \(path), \(precision.rawValue), batch \(batch), \(threadCount) threads, oneDNN \(Engine.oneDNNVersion) \(Engine.cpuISA)")
+            try StdoutText.line("kernels (\(engine.plan.activations.rawValue) activations): "
                   + families.map { "\($0.implementation) x\($0.count)" }.joined(separator: ", ")
                   + (reorders > 0 ? "; \(reorders) reorders" : ""))
-            print("load+compile \(fmt(loadMs)) ms; \(iterations) runs after \(warmup) warm-up")
-            print("median \(fmt(median)) ms/batch (min \(fmt(times.first!)), max \(fmt(times.last!))): \(fmt(rate)) images/s")
+            try StdoutText.line("load+compile \(fmt(loadMs)) ms; \(iterations) runs after \(warmup) warm-up")
+            try StdoutText.line("median \(fmt(median)) ms/batch (min \(fmt(times.first!)), max \(fmt(times.last!))): \(fmt(rate)) images/s")
         }
     }
 
@@ -134,24 +145,33 @@ struct BenchCommand: AsyncParsableCommand {
     /// sidecar or input shape implies, as `run` would), timing the whole loop.
     private func benchDecode(_ video: String, model: Model, modelPath: String) throws {
         MediaCLI.quietFFmpeg()
-        let preprocess = try ModelInputSetup(model: model, path: modelPath, settings: ModelSettings()).preprocess
+        let preprocess: Preprocess
+        do {
+            preprocess = try ModelInputSetup(model: model, path: modelPath, settings: ModelSettings()).preprocess
+        } catch {
+            throw Failure.model(error, path: modelPath)
+        }
         let slot = UnsafeMutablePointer<Float>.allocate(capacity: preprocess.floatsPerImage)
         defer { slot.deallocate() }
         let scaler = TensorScaler(preprocess: preprocess)
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let source = try FrameSource(input: video)
         var frames = 0
-        while let frame = try source.next() {
-            try scaler.write(frame, to: slot)
-            frames += 1
+        do {
+            let source = try FrameSource(input: video, options: SourceOptions(ioTimeout: ioTimeout == 0 ? nil : ioTimeout))
+            while let frame = try source.next() {
+                try scaler.write(frame, to: slot)
+                frames += 1
+            }
+        } catch {
+            throw Failure.input(error, video)
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         let rate = Double(frames) / seconds
         if json {
-            print(#"{"mode":"decode","input":\#(JSON.quoted(video)),"frames":\#(frames),"seconds":\#(fmt(seconds)),"frames_per_s":\#(fmt(rate)),"#
+            try StdoutText.line(#"{"mode":"decode","input":\#(JSON.quoted(video)),"frames":\#(frames),"seconds":\#(fmt(seconds)),"frames_per_s":\#(fmt(rate)),"#
                 + #""width":\#(preprocess.width),"height":\#(preprocess.height)}"#)
         } else {
-            print("decode+scale \(video) to \(preprocess.width)x\(preprocess.height): \(frames) frames in \(fmt(seconds)) s: \(fmt(rate)) frames/s")
+            try StdoutText.line("decode+scale \(video) to \(preprocess.width)x\(preprocess.height): \(frames) frames in \(fmt(seconds)) s: \(fmt(rate)) frames/s")
         }
     }
 
@@ -191,9 +211,9 @@ struct NPYArray {
     let values: [Float]
 
     init(path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else { throw SetupError("\(path): cannot read file") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw Failure(.input, subject: path, "cannot read file") }
         let bytes = [UInt8](data)
-        func fail(_ why: String) -> SetupError { SetupError("\(path): not a float32 .npy file (\(why))") }
+        func fail(_ why: String) -> Failure { Failure(.input, subject: path, "not a float32 .npy file (\(why))") }
         guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1..<6]) == Array("NUMPY".utf8) else { throw fail("no NUMPY magic") }
         let major = bytes[6]
         let lengthBytes = major == 1 ? 2 : 4

@@ -14,26 +14,26 @@ struct CheckCommand: ParsableCommand {
 
     @OptionGroup var model: ModelFlags
 
-    @Option(name: .customLong("top-k"), help: "Labels per image.")
+    @Option(name: .customLong("top-k"), parsing: .unconditional, help: "Labels per image.")
     var topK = 5
 
     @Argument(help: "Image files.")
     var images: [String]
 
+    @Option(name: .customLong("io-timeout"), parsing: .unconditional, help: ArgumentHelp(
+        "Seconds that opening an image may wait for data (URLs, FIFOs; 0 = no limit).", valueName: "seconds"))
+    var ioTimeout: Double = SourceOptions.defaultIOTimeout
+
     func validate() throws {
-        if images.isEmpty { throw usageFailure("no image given") }
-        if topK < 1 { throw usageFailure("--top-k must be >= 1") }
+        if images.isEmpty { throw Failure.usage("no image given") }
+        if images.contains("") { throw Failure.usage("an image is an empty string") }
+        try FlagRules.topK.check(topK)
+        try FlagRules.ioTimeout.check(ioTimeout)
     }
 
     func run() throws {
         MediaCLI.quietFFmpeg()
-        let loaded: LoadedModel
-        do {
-            loaded = try LoadedModel.load(model.settings(batchSize: 1))
-        } catch {
-            printError("\(error)")
-            throw ExitCode(1)
-        }
+        let loaded = try model.load(batchSize: 1)
         let p = loaded.preprocess
         var info = "framepipe: model \(loaded.path)\n"
         info += "framepipe: input \(p.width)x\(p.height) RGB, resize \(p.mode.rawValue), mean \(p.mean), std \(p.std)\n"
@@ -51,9 +51,9 @@ struct CheckCommand: ParsableCommand {
         let out = LineWriter()
         for image in images {
             do {
-                let source = try FrameSource(input: image)
+                let source = try FrameSource(input: image, options: SourceOptions(ioTimeout: ioTimeout == 0 ? nil : ioTimeout))
                 guard let frame = try source.next() else {
-                    throw SetupError("\(image): no picture could be decoded")
+                    throw Failure(.input, subject: image, operation: "decode", "no picture could be decoded")
                 }
                 try scaler.write(frame, to: input)
                 try runner.run(input: input, count: 1, embeddings: runner.embeddingDim > 0 ? emb : nil,
@@ -74,11 +74,13 @@ struct CheckCommand: ParsableCommand {
                     w.field("embedding_norm", norm.squareRoot())
                 }
                 try out.write(w.finishLine())
+            } catch is LineWriter.Closed {
+                return  // the reader went away (`| head -1`): done, quietly
             } catch {
-                printError("\(error)")
+                Report.line(Failure.input(error, image).description)
                 failed += 1
             }
         }
-        if failed > 0 { throw ExitCode(1) }
+        if failed > 0 { throw ExitCode(ExitStatus.inputFailed.rawValue) }  // each failure already reported
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Output
 
 /// The `framepipe` command line: video frames in, MobileNetV2 embeddings and labels out.
 @main
@@ -19,27 +20,37 @@ struct FramePipe: AsyncParsableCommand {
         ]
     )
 
-    /// Parses and runs the subcommand; every usage error (unknown flag, bad value, failed
-    /// validation) exits with status 2, like other Unix tools, instead of ArgumentParser's 64.
+    /// Parses and runs the subcommand. Every error, whichever command throws it, is printed and
+    /// turned into an exit status by `Report` (the table in `ExitStatus`): usage errors exit 2,
+    /// not ArgumentParser's 64. SIGPIPE is ignored for every command, so a closed stdout
+    /// (`| head -1`) is an EPIPE that ends the command quietly with 0.
     static func main() async {
         OpenMPPolicy.ensurePassiveWaiting()
+        LineWriter.ignoreSIGPIPE()
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        var status = ExitStatus.ok.rawValue
         do {
-            var command = try parseAsRoot()
+            try checkHelpTopic(arguments)
+            var command = try parseAsRoot(arguments)
             if var async = command as? AsyncParsableCommand {
                 try await async.run()
             } else {
                 try command.run()
             }
         } catch {
-            let code = exitCode(for: error)
-            if code == .validationFailure {
-                let message = fullMessage(for: error)
-                if !message.isEmpty {
-                    FileHandle.standardError.write(Data((message + "\n").utf8))
-                }
-                Foundation.exit(2)
-            }
-            exit(withError: error)
+            status = Report.status(for: error)
+        }
+        fflush(stdout)
+        Foundation.exit(status)
+    }
+
+    /// `framepipe help NAME` for a NAME that is not a command is a usage error (ArgumentParser
+    /// would print the top-level help and exit 0).
+    private static func checkHelpTopic(_ arguments: [String]) throws {
+        guard arguments.first == "help", arguments.count > 1 else { return }
+        let names = configuration.subcommands.map { $0._commandName } + ["help"]
+        for name in arguments.dropFirst() where !names.contains(name) && !name.hasPrefix("-") {
+            throw Failure(.usage, "unknown command '\(name)' (commands: \(names.joined(separator: ", ")))")
         }
     }
 }

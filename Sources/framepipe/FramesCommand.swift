@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Media
+import Output
 
 /// `framepipe frames INPUT`: one JSON line per kept frame (`index`, `pts`, `keyframe`), flushed per line.
 struct FramesCommand: AsyncParsableCommand {
@@ -19,26 +20,32 @@ struct FramesCommand: AsyncParsableCommand {
 
     @OptionGroup var sampling: SamplingFlags
 
+    func validate() throws {
+        if input.isEmpty { throw Failure.usage("the input is an empty string") }
+    }
+
     func run() async throws {
         MediaCLI.quietFFmpeg()
         let source: FrameSource
         do {
-            source = try FrameSource(input: input, options: sampling.sourceOptions())
+            source = try FrameSource(input: input, options: sampling.sourceOptions(for: input))
         } catch {
-            throw MediaCLI.fail(error)
+            throw Failure.input(error, input)
         }
+        let out = LineWriter()
         var line = ""
         line.reserveCapacity(96)
         do {
             while let frame = try source.next() {
                 line.removeAll(keepingCapacity: true)
                 line += "{\"index\":\(frame.index),\"pts\":\(MediaCLI.json(frame.pts)),\"keyframe\":\(frame.keyframe)}\n"
-                fputs(line, stdout)
-                fflush(stdout)
+                try out.write(Array(line.utf8))
             }
+        } catch is LineWriter.Closed {
+            return  // the reader went away (`| head -1`): stop decoding, quietly
         } catch {
             MediaCLI.summarise(source)
-            throw MediaCLI.fail(error)
+            throw Failure.input(error, input)
         }
         MediaCLI.summarise(source)
     }
@@ -52,12 +59,6 @@ enum MediaCLI {
         FFmpegLogLevel.set(wanted ?? .quiet)
     }
 
-    /// Prints `framepipe: <error>` on stderr and returns exit status 1.
-    static func fail(_ error: Error) -> ExitCode {
-        FileHandle.standardError.write(Data("framepipe: \(error)\n".utf8))
-        return ExitCode(1)
-    }
-
     /// A stderr summary when anything was damaged (nothing is printed for a clean input).
     static func summarise(_ source: FrameSource) {
         let s = source.stats
@@ -67,8 +68,10 @@ enum MediaCLI {
              + "\(s.packetsRead) packets read, \(s.framesDecoded) frames decoded, \(s.framesKept) kept\n").utf8))
     }
 
-    /// A JSON number for a finite Double (shortest round-trip form); non-finite values become null.
+    /// A pts as a JSON number: rounded to microseconds (`FrameRecord.roundedPTS`, as `run` prints
+    /// it), in shortest round-trip form; non-finite values become null.
     static func json(_ value: Double) -> String {
-        value.isFinite ? "\(value)" : "null"
+        let v = FrameRecord.roundedPTS(value)
+        return v.isFinite ? "\(v)" : "null"
     }
 }

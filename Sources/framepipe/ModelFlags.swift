@@ -14,16 +14,16 @@ struct ModelFlags: ParsableArguments {
     @Option(name: .long, help: "Precision: fp32 or bf16 (bf16 needs a CPU with AVX512-BF16 or AMX).")
     var precision: Precision = .fp32
 
-    @Option(name: .long, help: "oneDNN threads (default: all cores).")
+    @Option(name: .long, parsing: .unconditional, help: "oneDNN threads (default: all cores).")
     var threads: Int?
 
-    @Option(name: .long, help: "Input size S (square SxS); overrides the sidecar.")
+    @Option(name: .long, parsing: .unconditional, help: "Input size S (square SxS); overrides the sidecar.")
     var size: Int?
 
-    @Option(name: .long, help: "Per-channel mean on 0-255 values, 'R,G,B' or one value for all.")
+    @Option(name: .long, parsing: .unconditional, help: "Per-channel mean on 0-255 values, 'R,G,B' or one value for all.")
     var mean: String?
 
-    @Option(name: .long, help: "Per-channel std on 0-255 values, 'R,G,B' or one value for all.")
+    @Option(name: .long, parsing: .unconditional, help: "Per-channel std on 0-255 values, 'R,G,B' or one value for all.")
     var std: String?
 
     @Option(name: .long, help: "Resize mode: stretch, center-crop or letterbox.")
@@ -33,21 +33,35 @@ struct ModelFlags: ParsableArguments {
     var labels: String?
 
     func validate() throws {
-        if let threads, threads < 1 { throw usageFailure("--threads must be >= 1 (got \(threads))") }
-        if let size, size < 8 || size > 4096 { throw usageFailure("--size must be in 8...4096 (got \(size))") }
+        try FlagRules.threads.check(threads)
+        try FlagRules.size.check(size)
         _ = try parseTriple(mean, "mean")
         _ = try parseTriple(std, "std")
     }
 
     private func parseTriple(_ text: String?, _ name: String) throws -> [Float]? {
         guard let text else { return nil }
-        let parts = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
-        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }), parts.count == 1 || parts.count == 3 else {
-            throw usageFailure("--\(name) takes one number or three comma-separated numbers (got '\(text)')")
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+            .map { Float($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0?.isFinite == true }), parts.count == 1 || parts.count == 3 else {
+            throw Failure.usage("--\(name) takes one number or three comma-separated numbers (got '\(text)')")
         }
         let v = parts.map { $0! }
-        if name == "std", v.contains(where: { $0 <= 0 }) { throw usageFailure("--std values must be positive") }
+        if name == "std", v.contains(where: { $0 <= 0 }) { throw Failure.usage("--std values must be positive (got '\(text)')") }
         return v.count == 1 ? [v[0], v[0], v[0]] : v
+    }
+
+    /// Loads, compiles and warms up the model. Any failure means the command cannot start (exit 78).
+    func load(batchSize: Int) throws -> LoadedModel {
+        let path = try ModelPath.resolve(model)
+        if let labels { try ModelPath.checkFile(labels, what: "labels", kind: "a text file, one class name per line") }
+        var s = try settings(batchSize: batchSize)
+        s.modelPath = path
+        do {
+            return try LoadedModel.load(s)
+        } catch {
+            throw Failure.model(error, path: path)
+        }
     }
 
     /// The settings for `LoadedModel.load`.
@@ -69,3 +83,37 @@ struct ModelFlags: ParsableArguments {
 
 extension Precision: ExpressibleByArgument {}
 extension ResizeMode: ExpressibleByArgument {}
+
+/// Finds the model file (`--model`, `$FRAMEPIPE_MODEL`, the installed default) and checks that it
+/// is a readable regular file before any loader touches it: a folder, a device, a FIFO (which
+/// would block) or an unreadable file is reported as such, and the command cannot start (78).
+enum ModelPath {
+    static func resolve(_ explicit: String?) throws -> String {
+        let path: String
+        do {
+            path = try LoadedModel.resolvePath(explicit)
+        } catch {
+            throw Failure(.cannotStart, "\(error)")
+        }
+        let fromEnv = (explicit ?? "").isEmpty && ProcessInfo.processInfo.environment["FRAMEPIPE_MODEL"] == path
+        try checkFile(path, what: "model", kind: "an ONNX or Keras H5 file", origin: fromEnv ? " (from FRAMEPIPE_MODEL)" : "")
+        return path
+    }
+
+    /// Throws `cannotStart` unless `path` is a readable, non-empty regular file.
+    static func checkFile(_ path: String, what: String, kind: String, origin: String = "") throws {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw Failure(.cannotStart, subject: path, "cannot open the \(what)\(origin): \(String(cString: strerror(errno)))")
+        }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw Failure(.cannotStart, subject: path, "is a folder, not a \(what) file\(origin)")
+        default: throw Failure(.cannotStart, subject: path, "is not a regular file (a \(what) is \(kind))\(origin)")
+        }
+        guard access(path, R_OK) == 0 else {
+            throw Failure(.cannotStart, subject: path, "cannot read the \(what)\(origin): \(String(cString: strerror(errno)))")
+        }
+        if st.st_size == 0 { throw Failure(.cannotStart, subject: path, "the \(what) file is empty\(origin)") }
+    }
+}

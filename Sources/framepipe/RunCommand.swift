@@ -20,7 +20,8 @@ struct RunCommand: ParsableCommand {
         discussion: """
             Writes one JSON object per kept frame to stdout (schema: README.md, "Output"), or with \
             --output-dir, NAME.jsonl, NAME.npy and NAME.csv per input. Exit status: 0 when every input \
-            succeeded, 1 when some input failed, 2 on a usage error.
+            succeeded, 1 when some input failed, 2 on a usage error, 78 when the model or the output \
+            folder stops it from starting.
             """)
 
     @Argument(help: "Videos: files, '-' for stdin, or URLs.")
@@ -29,68 +30,61 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var model: ModelFlags
     @OptionGroup var sampling: SamplingFlags
 
-    @Option(name: .long, help: "Frames per inference batch.")
+    @Option(name: .long, parsing: .unconditional, help: "Frames per inference batch.")
     var batch = 16
 
     @Option(name: .long, help: "What to emit: labels, embedding or both.")
     var emit: EmitChoice = .labels
 
-    @Option(name: .customLong("top-k"), help: "Labels per frame.")
+    @Option(name: .customLong("top-k"), parsing: .unconditional, help: "Labels per frame.")
     var topK = 5
 
-    @Option(name: .customLong("min-score"), help: "Omit labels scoring below this probability.")
+    @Option(name: .customLong("min-score"), parsing: .unconditional, help: "Omit labels scoring below this probability.")
     var minScore: Float = 0
 
     @Option(name: .customLong("embedding-encoding"), help: "Embeddings as a JSON array (json) or base64 float32 LE.")
     var embeddingEncoding: EmbeddingEncoding = .json
 
-    @Option(name: .customLong("output-dir"), help: "Write NAME.jsonl/.npy/.csv per input here instead of stdout.")
+    @Option(name: .customLong("output-dir"), help: "Write NAME.jsonl/.npy/.csv per input here instead of stdout (created if missing).")
     var outputDir: String?
 
-    @Option(name: .long, help: "Inputs processed at once.")
+    @Option(name: .long, parsing: .unconditional, help: "Inputs processed at once.")
     var jobs = 1
 
-    @Option(name: .customLong("max-latency"), help: "Live inputs: send a partial batch after this many ms.")
+    @Option(name: .customLong("max-latency"), parsing: .unconditional, help: "Live inputs: send a partial batch after this many ms.")
     var maxLatency = 500
 
-    @Option(name: .customLong("frame-queue"), help: "Decoded frames buffered per input.")
+    @Option(name: .customLong("frame-queue"), parsing: .unconditional, help: "Decoded frames buffered per input.")
     var frameQueue = 8
 
-    @Option(name: .customLong("batches-in-flight"), help: "Batch buffers per concurrent input.")
+    @Option(name: .customLong("batches-in-flight"), parsing: .unconditional, help: "Batch buffers per concurrent input.")
     var batchesInFlight = 3
 
     @Flag(name: .shortAndLong, help: "No progress line or summary on stderr.")
     var quiet = false
 
     func validate() throws {
-        if inputs.isEmpty { throw usageFailure("no input given") }
-        if batch < 1 || batch > 1024 { throw usageFailure("--batch must be in 1...1024 (got \(batch))") }
-        if topK < 0 { throw usageFailure("--top-k must be >= 0") }
-        if !(0...1).contains(minScore) { throw usageFailure("--min-score must be in 0...1") }
-        if jobs < 1 { throw usageFailure("--jobs must be >= 1") }
-        if maxLatency < 1 { throw usageFailure("--max-latency must be >= 1 ms") }
-        if frameQueue < 1 || batchesInFlight < 2 {
-            throw usageFailure("--frame-queue must be >= 1 and --batches-in-flight >= 2")
-        }
-        if inputs.filter({ $0 == "-" }).count > 1 { throw usageFailure("'-' (stdin) can be given once") }
-        if let outputDir {
-            var isDir: ObjCBool = false
-            if !FileManager.default.fileExists(atPath: outputDir, isDirectory: &isDir) || !isDir.boolValue {
-                throw usageFailure("--output-dir \(outputDir): not a directory")
-            }
-        }
+        if inputs.isEmpty { throw Failure.usage("no input given") }
+        try FlagRules.batch.check(batch)
+        try FlagRules.topK.check(topK)
+        try FlagRules.minScore.check(minScore)
+        try FlagRules.jobs.check(jobs)
+        try FlagRules.maxLatency.check(maxLatency)
+        try FlagRules.frameQueue.check(frameQueue)
+        try FlagRules.batchesInFlight.check(batchesInFlight)
+        if inputs.filter({ $0 == "-" }).count > 1 { throw Failure.usage("'-' (stdin) can be given once") }
+        if inputs.contains("") { throw Failure.usage("an input is an empty string") }
+        if outputDir == "" { throw Failure.usage("--output-dir is an empty string") }
     }
 
     func run() throws {
-        LineWriter.ignoreSIGPIPE()
         MediaCLI.quietFFmpeg()
-        let loaded: LoadedModel
-        do {
-            loaded = try LoadedModel.load(model.settings(batchSize: batch))
-        } catch {
-            printError("\(error)")
-            throw ExitCode(1)
+        let outputDir = try self.outputDir.map(OutputFolder.prepare)
+        let loaded = try model.load(batchSize: batch)
+        if emit != .embedding && loaded.runner.classCount == 0 {
+            throw Failure(.cannotStart, subject: loaded.path, "the model has no class output; use --emit embedding")
         }
+        try checkBatchMemory(loaded)
         warnAboutReferenceKernels(loaded.runner.engine)
 
         var options = PipelineOptions()
@@ -104,10 +98,6 @@ struct RunCommand: ParsableCommand {
         options.topK = topK
         options.minScore = minScore
         options.labelNames = loaded.labels
-        if emit != .embedding && loaded.runner.classCount == 0 {
-            printError("\(loaded.path): the model has no class output; use --emit embedding")
-            throw ExitCode(2)
-        }
 
         var naming = OutputNaming()
         let plans = inputs.map { input -> InputPlan in
@@ -120,7 +110,7 @@ struct RunCommand: ParsableCommand {
                 sink = { try FileSetSink(input: input, directory: dir, stem: stem, options: emitOptions,
                                          embeddingDim: dim, topK: k) }
             }
-            return makeInputPlan(input: input, model: loaded, source: sampling.sourceOptions(), sink: sink)
+            return makeInputPlan(input: input, model: loaded, source: sampling.sourceOptions(for: input), sink: sink)
         }
 
         let pipeline = Pipeline(runner: loaded.runner, options: options,
@@ -133,10 +123,25 @@ struct RunCommand: ParsableCommand {
         progress.stop()
         signals.stop()
 
-        if report.outputClosed { throw ExitCode(0) }  // the reader went away (`| head`): quiet, done
+        if report.outputClosed { return }  // the reader went away (`| head`): quiet, done
         if !quiet { printSummary(report) }
         if let sig = signals.received { throw ExitCode(128 + sig) }
-        if report.failedInputs > 0 { throw ExitCode(1) }
+        if report.failedInputs > 0 { throw ExitCode(ExitStatus.inputFailed.rawValue) }  // each failure already reported
+    }
+
+    /// The batch pool is allocated up front: `--jobs` x `--batches-in-flight` batches of `--batch`
+    /// images at the model's input size. A combination that cannot fit is a usage error, not an
+    /// allocation failure (the bound: half of this machine's memory).
+    private func checkBatchMemory(_ loaded: LoadedModel) throws {
+        let r = loaded.runner
+        let floats = Double(r.sampleSize + r.embeddingDim + r.classCount)
+        let bytes = Double(jobs) * Double(max(2, batchesInFlight)) * Double(batch) * floats * 4
+        let budget = Double(ProcessInfo.processInfo.physicalMemory) / 2
+        guard bytes > budget else { return }
+        let gib = { (v: Double) in String(format: "%.1f GiB", v / Double(1 << 30)) }
+        throw Failure(.usage, "--jobs \(jobs) x --batches-in-flight \(batchesInFlight) x --batch \(batch) buffers of "
+                      + "\(loaded.preprocess.width)x\(loaded.preprocess.height) images need \(gib(bytes)), more than half of "
+                      + "this machine's memory (\(gib(budget * 2))); lower one of them")
     }
 
     private func printSummary(_ r: PipelineReport) {
@@ -157,9 +162,43 @@ struct RunCommand: ParsableCommand {
     }
 }
 
-/// `framepipe: <message>` on stderr.
-func printError(_ message: String) {
-    FileHandle.standardError.write(Data("framepipe: \(message)\n".utf8))
+/// The `--output-dir` folder: created (with its parents, like `mkdir -p`) when missing, before
+/// the model is loaded; a path that is not a folder or cannot be created stops the run (78).
+enum OutputFolder {
+    /// Returns the folder without trailing slashes (so files are named `out/x.jsonl`).
+    static func prepare(_ given: String) throws -> String {
+        var dir = given
+        while dir.count > 1 && dir.hasSuffix("/") { dir.removeLast() }
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) {
+            guard isDir.boolValue else {
+                throw Failure(.cannotStart, subject: given, operation: "--output-dir", "exists and is not a folder")
+            }
+        } else if mkdirParents(dir) != 0 {
+            throw Failure(.cannotStart, subject: given, operation: "--output-dir",
+                          "cannot create the folder: \(String(cString: strerror(errno)))")
+        }
+        guard access(dir, W_OK | X_OK) == 0 else {
+            throw Failure(.cannotStart, subject: given, operation: "--output-dir",
+                          "cannot write there: \(String(cString: strerror(errno)))")
+        }
+        return dir
+    }
+
+    /// `mkdir -p`: 0, or -1 with errno set by the `mkdir(2)` that failed.
+    private static func mkdirParents(_ path: String) -> Int32 {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for part in path.split(separator: "/") {
+            prefix += (prefix.isEmpty || prefix.hasSuffix("/") ? "" : "/") + part
+            if mkdir(prefix, 0o777) != 0 && errno != EEXIST { return -1 }
+        }
+        var isDir: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: path, isDirectory: &isDir) || !isDir.boolValue {
+            errno = ENOTDIR
+            return -1
+        }
+        return 0
+    }
 }
 
 /// Turns SIGINT/SIGTERM into a clean cancel (unfinished files are dropped, never left half-written).

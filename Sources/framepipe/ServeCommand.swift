@@ -25,8 +25,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Override the config's log_level (trace, debug, info, notice, warning, error).")
     var logLevel: String?
 
-    @Flag(name: .long, help: "Check the configuration and exit.")
+    @Flag(name: .long, help: """
+        Check the configuration and exit: its syntax; that the model exists, is readable by the \
+        service's user and loads and compiles; that drain_timeout is below the unit's TimeoutStopSec. \
+        Exit status 78 on any problem.
+        """)
     var checkConfig = false
+
+    @Option(name: .long, help: """
+        With --check-config: the systemd unit to check against (default: the installed \
+        framepipe.service, or framepipe@NAME.service for /etc/framepipe/NAME.toml, else the shipped one).
+        """)
+    var unit: String?
 
     func validate() throws {
         if let l = logLevel, Logger.Level(rawValue: l) == nil {
@@ -43,7 +53,12 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(78)  // EX_CONFIG: systemd shows it; Restart=on-failure retries
         }
         if checkConfig {
-            print("\(config): OK")
+            do {
+                for line in try Self.check(cfg, configPath: config, unitPath: unit) { print(line) }
+            } catch {
+                FileHandle.standardError.write(Data("<3>framepipe serve: \(config): \(error)\n".utf8))
+                throw ExitCode(78)
+            }
             return
         }
         let level = Logger.Level(rawValue: logLevel ?? cfg.logLevel) ?? .info
@@ -70,5 +85,40 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode.failure
         }
         withExtendedLifetime(relay) {}
+    }
+
+    /// `--check-config`: the lines it prints on success; throws the first problem.
+    static func check(_ cfg: ServeConfig, configPath: String, unitPath: String?) throws -> [String] {
+        var out: [String] = []
+        let unit = try ConfigCheck.findUnit(forConfig: configPath, explicit: unitPath)
+        // The service (non-root, HOME=/) finds the default model where it is installed, not in the
+        // caller's ~/.local/share: look it up as it will.
+        var serviceEnv: [String: String]?
+        if let unit, unit.runsUnprivileged {
+            serviceEnv = ["HOME": "/"]
+            if let m = unit.environment["FRAMEPIPE_MODEL"] { serviceEnv?["FRAMEPIPE_MODEL"] = m }
+        }
+        let model = try ConfigCheck.resolveModel(cfg.model, configPath: configPath, serviceEnvironment: serviceEnv)
+        try ConfigCheck.checkReadable(model, what: "model", unit: unit)
+        if let labels = cfg.model.labels { try ConfigCheck.checkReadable(labels, what: "labels file", unit: unit) }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        var modelConfig = cfg.model
+        modelConfig.path = model
+        do { _ = try PipelineEngine.load(modelConfig) } catch { throw ServiceError("cannot load model \(model): \(error)") }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        out.append("model: \(model)\(cfg.model.path == nil ? " (the default model)" : ""): loads and compiles (\(String(format: "%.1f", seconds)) s)")
+        if let unit {
+            let stop = unit.timeoutStopSec
+            let stopText = stop.map { $0.isInfinite ? "infinity" : "\($0) s" } ?? "infinity"
+            let source = "\(unit.path) (\(unit.origin))" + (unit.dropIns.isEmpty ? "" : " with \(unit.dropIns.joined(separator: ", "))")
+            if let stop, !stop.isInfinite, cfg.drainTimeout >= stop {
+                throw ServiceError("drain_timeout = \(cfg.drainTimeout) s must be below TimeoutStopSec = \(stopText) of \(source): systemd would kill the service mid-drain")
+            }
+            out.append("unit: \(source): TimeoutStopSec \(stopText) > drain_timeout \(cfg.drainTimeout) s")
+        } else {
+            out.append("unit: none found (looked for \(ConfigCheck.unitNames(forConfig: configPath).joined(separator: ", ")) in the systemd folders and beside the binary); drain_timeout not checked against TimeoutStopSec")
+        }
+        out.append("\(configPath): OK")
+        return out
     }
 }

@@ -21,9 +21,12 @@ final class ServeHarness {
     }
 
     /// The shared ImageNet model, [-1, 1] input; small batches keep the tests quick.
+    /// - Parameters:
+    ///   - top: more top-level keys (`settle_time = 1` ...).
+    ///   - output: the `[output]` table's body (default: labels and embeddings in the lines).
     func config(topK: Int = 5, drain: Double = 20, metricsPort: Int? = nil, inbox useInbox: Bool = true,
-                logLevel: String = "info", streams extra: String = "") -> String {
-        var s = "log_level = \"\(logLevel)\"\nstate_dir = \"\(state)\"\nstream_dir = \"\(streams)\"\nmax_attempts = 3\ndrain_timeout = \(drain)\n"
+                logLevel: String = "info", top: String = "", output: String? = nil, streams extra: String = "") -> String {
+        var s = "log_level = \"\(logLevel)\"\nstate_dir = \"\(state)\"\nstream_dir = \"\(streams)\"\nmax_attempts = 3\ndrain_timeout = \(drain)\n" + top
         if useInbox { s += "inbox = \"\(inbox)\"\noutbox = \"\(outbox)\"\n" }
         if let p = metricsPort { s += "metrics_listen = \"127.0.0.1:\(p)\"\n" }
         s += """
@@ -35,7 +38,7 @@ final class ServeHarness {
         mean = [127.5, 127.5, 127.5]
         std = [127.5, 127.5, 127.5]
         [output]
-        emit = ["labels", "embedding"]
+        \(output ?? "emit = [\"labels\", \"embedding\"]")
         top_k = \(topK)
 
         """
@@ -44,13 +47,19 @@ final class ServeHarness {
 
     func writeConfig(_ text: String) throws { try text.write(toFile: configPath, atomically: true, encoding: .utf8) }
 
-    /// Starts the daemon (config written before).
-    func start() throws {
+    /// Starts the daemon (config written before); `wrapper` runs it through another program
+    /// (`setpriv ...`), `environment` adds variables.
+    func start(wrapper: [String] = [], environment extraEnv: [String: String] = [:]) throws {
         readyMark = notify.mark
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: TestEnv.framepipe)
-        p.arguments = ["serve", "--config", configPath]
-        var env = ProcessInfo.processInfo.environment
+        if wrapper.isEmpty {
+            p.executableURL = URL(fileURLWithPath: TestEnv.framepipe)
+            p.arguments = ["serve", "--config", configPath]
+        } else {
+            p.executableURL = URL(fileURLWithPath: wrapper[0])
+            p.arguments = Array(wrapper.dropFirst()) + [TestEnv.framepipe, "serve", "--config", configPath]
+        }
+        var env = ProcessInfo.processInfo.environment.merging(extraEnv) { _, new in new }
         env["NOTIFY_SOCKET"] = notify.path
         env["WATCHDOG_USEC"] = "10000000"
         env.removeValue(forKey: "WATCHDOG_PID")
@@ -92,6 +101,20 @@ final class ServeHarness {
     }
 
     func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
+
+    /// The names in a folder, sorted (empty when it is missing).
+    func list(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() }
+
+    /// GET /metrics over loopback.
+    func metrics(port: Int) throws -> String {
+        let m = try shell("exec 3<>/dev/tcp/127.0.0.1/\(port); printf 'GET /metrics HTTP/1.1\\r\\n\\r\\n' >&3; timeout 5 cat <&3", timeout: 20)
+        return m.stdoutText
+    }
+
+    /// The exposition's value of one series (`name{labels}` exactly as printed).
+    static func value(_ text: String, _ series: String) -> Double? {
+        text.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+    }
 
     func cleanup() {
         if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }

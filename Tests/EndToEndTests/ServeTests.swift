@@ -111,7 +111,7 @@ import TestSupport
         h.signal(SIGTERM)
         _ = h.waitExit(timeout: 30)
         let outs = try FileManager.default.contentsOfDirectory(atPath: h.outbox).sorted()
-        #expect(outs == ["long.csv", "long.jsonl", "long.npy"])
+        #expect(outs == ["long.csv", "long.jsonl", "long.manifest.json", "long.npy"])
         let frames = jsonLines(h.outbox + "/long.jsonl").compactMap { $0["frame"] as? Int }
         #expect(frames == Array(0..<600))
         #expect(h.log.contains("removed") && h.log.contains("unfinished temporary"))

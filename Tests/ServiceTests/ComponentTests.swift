@@ -48,6 +48,16 @@ import TestSupport
         #expect(JournalLogHandler.priority(.info) == 6)
         #expect(JournalLogHandler.priority(.warning) == 4)
     }
+
+    @Test func everyFieldIsEscapedSoNothingStartsALineOfItsOwn() {
+        let evil = "evil\n<0>FORGED line.mp4"
+        let line = JournalLogHandler.format(level: .info, message: "done \(evil)\r\n<1>again",
+                                            metadata: ["input.path": "/in/\(evil)", "x": "tab\there\u{1b}[31m\u{7f}\u{85}\u{2028}\\", "q": "say \"hi\""])
+        #expect(!line.contains("\n") && !line.contains("\r"))
+        #expect(line.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value != 0x7f && !(0x80..<0xa0).contains($0.value) && $0.value != 0x2028 })
+        #expect(line == #"<6>done evil\n<0>FORGED line.mp4\r\n<1>again input.path="/in/evil\n<0>FORGED line.mp4" q="say \"hi\"" x=tab\there\x1b[31m\x7f\u{85}\u{2028}\\"#)
+        #expect(JournalLogHandler.escape("plain é ü 日本") == "plain é ü 日本")
+    }
 }
 
 @Suite struct StreamLogTests {
@@ -72,8 +82,8 @@ import TestSupport
         defer { try? FileManager.default.removeItem(at: dir) }
         writeFile(dir.path + "/cam.jsonl", "{\"frame\":0}\n{\"frame\":1}\n{\"fra")
         let log = try StreamLog(directory: dir.path, name: "cam", rotateBytes: 1 << 20, keepFiles: 1)
-        try log.append(StreamLog.gapLine(stream: "cam", input: "udp://x", reason: "end of stream", time: 1,
-                                         lastPts: 0.04, frames: 2, retryIn: 0.5))
+        try log.append(StreamLog.gapLine(stream: "cam", input: "udp://x", cause: "ended", reason: "end of stream", time: 1,
+                                         lastPts: 0.04, frames: 2, connection: 1, retryIn: 0.5))
         let lines = readLines(dir.path + "/cam.jsonl")
         #expect(lines.count == 3)
         #expect(lines.allSatisfy { json($0) != nil })
@@ -141,7 +151,7 @@ import TestSupport
         let dir = try TestEnv.tempDir("inbox")
         defer { try? FileManager.default.removeItem(at: dir) }
         let names = Names()
-        let w = InboxWatcher(directory: dir.path) { names.add($0) }
+        let w = InboxWatcher(directory: dir.path) { name, _ in names.add(name) }
         try w.start()
         defer { w.stop() }
         // A file held open for writing is not reported until it is closed.
@@ -164,14 +174,70 @@ import TestSupport
 
     @Test func queueHandsOutEachNameOnceInOrder() {
         let q = Inbox(directory: "/x", doneDir: "/x/done", failedDir: "/x/failed")
-        q.enqueue("a"); q.enqueue("b"); q.enqueue("a")
+        q.enqueue("a", atomic: true); q.enqueue("b", atomic: true); q.enqueue("a", atomic: true)
         #expect(q.depth == 2)
         #expect(q.next(timeout: 0.1) == "a")
         #expect(q.next(timeout: 0.1) == "b")
         #expect(q.next(timeout: 0.05) == nil)
         q.close()
-        q.enqueue("c")
+        q.enqueue("c", atomic: true)
         #expect(q.next(timeout: 0.05) == nil)
+    }
+
+    @Test func aFileWrittenInPlaceIsHandedOutOnlyOnceItStopsChanging() throws {
+        let dir = try TestEnv.tempDir("settle")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let q = Inbox(directory: dir.path, doneDir: dir.path + "/done", failedDir: dir.path + "/failed")
+        q.settleSeconds = 0.6
+        let path = dir.path + "/chunks.mp4"
+        writeFile(path, "a")
+        q.enqueue("chunks.mp4")
+        // One close per chunk, every 0.3 s: each resets the wait.
+        for i in 0..<4 {
+            #expect(q.next(timeout: 0.3) == nil, "handed out while still growing (chunk \(i))")
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            h.seekToEndOfFile(); h.write(Data("more".utf8)); try h.close()
+            q.enqueue("chunks.mp4")
+        }
+        #expect(q.settlingCount == 1 && q.depth == 0)
+        #expect(q.next(timeout: 3) == "chunks.mp4")
+        // A retry waits its delay even for an unchanged file; a deleted file is dropped.
+        q.enqueue("chunks.mp4", delay: 0.8)
+        #expect(q.next(timeout: 0.5) == nil)
+        #expect(q.next(timeout: 2) == "chunks.mp4")
+        q.enqueue("chunks.mp4")
+        try FileManager.default.removeItem(atPath: path)
+        #expect(q.next(timeout: 1.2) == nil)
+        #expect(q.settlingCount == 0)
+    }
+
+    @Test func freeNamesNeverReplaceAnEarlierFile() throws {
+        let dir = try TestEnv.tempDir("names")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        #expect(Inbox.freeName("a.mp4", in: dir.path) == "a.mp4")
+        writeFile(dir.path + "/a.mp4", "x")
+        #expect(Inbox.freeName("a.mp4", in: dir.path) == "a-2.mp4")
+        writeFile(dir.path + "/a-2.mp4.error", "x")
+        #expect(Inbox.freeName("a.mp4", in: dir.path, extraSuffixes: [".error"]) == "a-3.mp4")
+        writeFile(dir.path + "/noext", "x")
+        #expect(Inbox.freeName("noext", in: dir.path) == "noext-2")
+        writeFile(dir.path + "/a.jsonl", "x")
+        #expect(SetManifest.freeStem(for: "a.mkv", outbox: dir.path, claimed: []) == "a-2")
+        #expect(SetManifest.freeStem(for: "b.mkv", outbox: dir.path, claimed: ["b"]) == "b-2")
+    }
+
+    @Test func sha256MatchesSha256sum() throws {
+        let dir = try TestEnv.tempDir("sha")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Lengths around the 55/56/64-byte padding edges and a multi-chunk file.
+        for n in [0, 1, 55, 56, 63, 64, 65, 1000, 3 << 20 | 7] {
+            let path = dir.path + "/f\(n)"
+            var g = SystemRandomNumberGenerator()
+            try Data((0..<n).map { _ in UInt8.random(in: 0...255, using: &g) }).write(to: URL(fileURLWithPath: path))
+            let r = try shell("sha256sum '\(path)'", timeout: 30)
+            let expected = String(r.stdoutText.prefix(64))
+            #expect(try SHA256.file(path) == expected, "length \(n)")
+        }
     }
 
     @Test func attemptsSurviveReopenAndResetForANewFile() throws {

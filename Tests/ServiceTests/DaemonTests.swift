@@ -20,6 +20,8 @@ import TestSupport
             outbox = "\(outbox)"
             max_attempts = 2
             drain_timeout = 5
+            settle_time = 0.2
+            retry_delay = 0.3
             \(extra)
             [model]
             batch = 4
@@ -95,6 +97,7 @@ import TestSupport
         #expect(readLines(env.outbox + "/early.jsonl").count == 10)
         let reason = try String(contentsOfFile: env.inbox + "/failed/bad.mp4.error", encoding: .utf8)
         #expect(reason.contains("bad.mp4: invalid data found when processing input"))
+        #expect(reason.contains("(2 tries)"))  // retried once (retries = 1) before failed/
         #expect(!fm.fileExists(atPath: env.inbox + "/bad.mp4") && !fm.fileExists(atPath: env.inbox + "/good.mp4"))
         #expect(daemon.metrics.value("framepipe_inputs_total", ["result": "done"]) == 2)
         #expect(daemon.metrics.value("framepipe_inputs_total", ["result": "failed"]) == 1)
@@ -134,7 +137,7 @@ import TestSupport
         let reason = try String(contentsOfFile: env.inbox + "/failed/crashy.mp4.error", encoding: .utf8)
         #expect(reason.contains("gave up after 2 attempt(s)"))
         #expect(readLines(env.outbox + "/redo.jsonl").count == 6)  // exactly one complete set
-        #expect(try fm.contentsOfDirectory(atPath: env.outbox).sorted() == ["redo.csv", "redo.jsonl", "redo.npy"])
+        #expect(try fm.contentsOfDirectory(atPath: env.outbox).sorted() == ["redo.csv", "redo.jsonl", "redo.manifest.json", "redo.npy"])
         #expect(AttemptsRecord(path: env.state + "/attempts.json").entry("redo.mp4", size: 6, mtime: 0) == nil)
     }
 
@@ -208,7 +211,14 @@ import TestSupport
         // Between a connect and its gap: the 12 frames in order.
         let firstGap = try #require(lines.firstIndex { $0["event"] as? String == "gap" })
         #expect(lines[1..<firstGap].compactMap { $0["frame"] as? Int } == Array(0..<12))
-        #expect(lines[firstGap]["reason"] as? String == "end of stream")
+        #expect(lines[firstGap]["cause"] as? String == "ended")
+        #expect(lines[firstGap]["reason"] as? String == "the sender ended the stream")
+        #expect(lines[firstGap]["connection"] as? Int == 1)
+        // Frame numbers continue across connections; the connected line says where from.
+        let second = try #require(lines[(firstGap + 1)...].first { $0["event"] as? String == "connected" })
+        #expect(second["first_frame"] as? Int == 12)
+        #expect(second["connection"] as? Int == 2 && second["attempt"] as? Int == 1)
+        #expect(lines[(firstGap + 2)...].first { $0["frame"] != nil }?["frame"] as? Int == 12)
         #expect(lines[firstGap]["frames"] as? Int == 12)
         #expect(daemon.metrics.value("framepipe_reconnects_total", ["source": "cam"]) >= 2)
     }

@@ -203,7 +203,7 @@ def calibrate_classifier(model, layout, size, rng):
 
 
 def bad_models(out):
-    """Small models that must be rejected at load: an unsupported operator and a rank-3 input."""
+    """Small models that must be rejected at load: an unsupported operator and a rank-5 input."""
     rng = np.random.default_rng(7)
     w = numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w")
     nodes = [helper.make_node("Conv", ["input", "w"], ["c"], name="conv0", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
@@ -213,7 +213,7 @@ def bad_models(out):
                               [helper.make_tensor_value_info("features", TensorProto.FLOAT, None)], [w])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), f"{out}/bad_unsupported_op.onnx")
     nodes = [helper.make_node("Relu", ["input"], ["features"], name="relu0")]
-    graph = helper.make_graph(nodes, "bad_rank", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32])],
+    graph = helper.make_graph(nodes, "bad_rank", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8, 8])],
                               [helper.make_tensor_value_info("features", TensorProto.FLOAT, None)])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), f"{out}/bad_input_rank.onnx")
 
