@@ -177,6 +177,13 @@ final class Primitive {
         return String(cString: s)
     }
 
+    /// The primitive kind (`dnnl_query_primitive_kind`), e.g. `dnnl_convolution`.
+    var kind: dnnl_primitive_kind_t {
+        var k = dnnl_undefined_primitive
+        _ = withUnsafeMutablePointer(to: &k) { dnnl_primitive_desc_query(desc, dnnl_query_primitive_kind, 0, $0) }
+        return k
+    }
+
     deinit {
         dnnl_primitive_destroy(handle)
         dnnl_primitive_desc_destroy(desc)

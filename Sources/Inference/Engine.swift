@@ -10,7 +10,10 @@ import Foundation
 ///
 /// Fusions: Relu/Clip after a convolution and a residual Add become post-ops; a 1x1 convolution
 /// and the 3x3 depthwise one after it run as one primitive where oneDNN has a fused kernel.
-/// Layouts: fp32 (and bf16 without AMX) force nChw16c activations; bf16 with AMX leaves them to oneDNN.
+/// Layouts: chosen per precision and instruction set by `FormatPlan` (nChw8c for fp32 below
+/// AVX-512, nChw16c on AVX-512, oneDNN's own choice for bf16 with AMX). `compiledLayers(batch:)`
+/// says which oneDNN implementation runs each layer; `referenceLayers` lists any that fell back
+/// to a reference (`ref:`) kernel, which callers report.
 public final class Engine {
     /// The model this engine runs.
     public let model: Model
@@ -20,6 +23,9 @@ public final class Engine {
     public let maxBatch: Int
     /// oneDNN (OpenMP) threads used by this engine's calls, or nil for the process default.
     public let threads: Int?
+
+    /// The formats used (FormatPlan's row for this precision on `Engine.isa`).
+    public let plan: FormatPlan
 
     private let context: DNNLContext
     private let lowered: LoweredGraph
@@ -37,9 +43,11 @@ public final class Engine {
         self.precision = precision
         self.maxBatch = maxBatch
         self.threads = threads
-        if precision == .bf16 && !Engine.supportsBF16 {
-            throw InferenceError(source: model.source, reason: "bf16 needs a CPU with AVX512-BF16 or AMX (oneDNN reports \(Engine.cpuISA)); use --precision fp32")
+        guard let plan = FormatPlan.plan(for: precision, on: Engine.isa, environment: ProcessInfo.processInfo.environment) else {
+            let need = precision == .bf16 ? "AVX512-BF16 or AMX" : FormatPlan.minimumISA(for: precision)?.name ?? "another CPU"
+            throw InferenceError(source: model.source, reason: "\(precision.rawValue) needs a CPU with \(need) (oneDNN reports \(Engine.cpuISA)); use --precision fp32")
         }
+        self.plan = plan
         do { context = try DNNLContext() } catch {
             throw InferenceError(source: model.source, reason: "\(error)")
         }
@@ -48,11 +56,10 @@ public final class Engine {
     }
 
     /// True when oneDNN can run bf16 natively on this CPU (AVX512-BF16 or AMX).
-    public static var supportsBF16: Bool {
-        let isa = dnnl_get_effective_cpu_isa().rawValue
-        let bf16 = dnnl_cpu_isa_avx512_core_bf16.rawValue
-        return isa & bf16 == bf16
-    }
+    public static var supportsBF16: Bool { FormatPlan.plan(for: .bf16, on: isa) != nil }
+
+    /// The instruction set oneDNN dispatches to, honouring `ONEDNN_MAX_CPU_ISA`.
+    public static var isa: CPUISA { CPUISA.effective }
 
     /// The oneDNN library version, e.g. `"2.6.3"` (`dnnl_version`).
     public static var oneDNNVersion: String {
@@ -60,32 +67,14 @@ public final class Engine {
         return "\(v.major).\(v.minor).\(v.patch)"
     }
 
-    /// True when oneDNN may use AMX tiles (bf16 then prefers its own "any" formats).
-    static var hasAMX: Bool {
-        let isa = dnnl_get_effective_cpu_isa().rawValue
-        return isa & dnnl_cpu_isa_avx512_core_amx.rawValue == dnnl_cpu_isa_avx512_core_amx.rawValue
-    }
-
     /// The instruction set oneDNN dispatches to (e.g. `"avx512_core_amx"`), honouring `ONEDNN_MAX_CPU_ISA`.
-    public static var cpuISA: String {
-        switch dnnl_get_effective_cpu_isa() {
-        case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx"
-        case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16"
-        case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni"
-        case dnnl_cpu_isa_avx512_core: return "avx512_core"
-        case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni"
-        case dnnl_cpu_isa_avx2: return "avx2"
-        case dnnl_cpu_isa_avx: return "avx"
-        case dnnl_cpu_isa_sse41: return "sse41"
-        case let other: return String(other.rawValue, radix: 16)
-        }
-    }
+    public static var cpuISA: String { isa.name }
 
     /// The compiled network for `count` images, built on first use and cached.
     private func network(_ count: Int) throws -> Network {
         if let n = networks[count] { return n }
         InferenceThreads.apply(threads)
-        let n = try Network(model: model, lowered: lowered, batch: count, precision: precision, context: context,
+        let n = try Network(model: model, lowered: lowered, batch: count, plan: plan, context: context,
                             weights: weights, arena: arena)
         networks[count] = n
         for other in networks.values { try other.rebind(arena) }
@@ -142,10 +131,74 @@ public final class Engine {
 
     /// Layer-by-layer description of the compiled network for `count` (implementations, reorders).
     public func describe(batch count: Int) throws -> [String] {
-        let net = try network(count)
-        return net.steps.map { "\($0.layer): \($0.primitive.implementation)" }
+        try compiledLayers(batch: count).map { "\($0.layer): \($0.implementation)" }
+    }
+
+    /// Every primitive of the network for `count`, in execution order, with the oneDNN
+    /// implementation that runs it (`dnnl_query_impl_info_str`). Without `includeOutputs`, the
+    /// copies into the caller's buffers are left out (they run only when outputs are requested).
+    public func compiledLayers(batch count: Int, includeOutputs: Bool = false) throws -> [CompiledLayer] {
+        Engine.layers(of: try network(count), includeOutputs: includeOutputs)
+    }
+
+    /// The layers of the network for `maxBatch` (compiled by `init`; outputs included) that oneDNN
+    /// runs with a reference (`ref:`) implementation: correct but one to three orders of magnitude
+    /// slower. Empty in every supported configuration; callers say so when it is not.
+    public var referenceLayers: [CompiledLayer] {
+        Engine.layers(of: networks[maxBatch]!, includeOutputs: true).filter(\.isReference)
+    }
+
+    private static func layers(of net: Network, includeOutputs: Bool) -> [CompiledLayer] {
+        let outputs = includeOutputs ? [net.embeddingStep!] + (net.logitsStep.map { [$0] } ?? []) : []
+        return (net.steps + outputs).map { CompiledLayer(step: $0) }
     }
 
     /// Reorders between layers in the network for `count` (0 when activation formats are consistent).
     public func interLayerReorders(batch count: Int) throws -> Int { try network(count).interLayerReorders }
+}
+
+/// One compiled oneDNN primitive of a network: which layer it runs, what kind of primitive it is
+/// and which implementation oneDNN chose for it.
+public struct CompiledLayer: Sendable, Equatable {
+    /// What the primitive computes (oneDNN's primitive kind).
+    public enum Kind: String, Sendable {
+        case convolution, pooling, innerProduct = "inner_product", eltwise, binary, reorder, other
+    }
+
+    /// The layer (node) name; `a + b` for a 1x1 convolution with its depthwise convolution fused,
+    /// `X (reorder)` for a layout change before X, `output NAME` for the copy into the caller's buffer.
+    public let layer: String
+    public let kind: Kind
+    /// oneDNN's implementation name, e.g. `jit_1x1:avx2`, `jit_dw:avx2`, `ref:any`.
+    public let implementation: String
+
+    /// True for a reference implementation (`ref:...`, `ref_fused_convolution`...).
+    public var isReference: Bool { implementation.hasPrefix("ref") }
+
+    public init(layer: String, kind: Kind, implementation: String) {
+        self.layer = layer
+        self.kind = kind
+        self.implementation = implementation
+    }
+
+    init(step: Step) {
+        let kind: Kind
+        switch step.primitive.kind {
+        case dnnl_convolution: kind = .convolution
+        case dnnl_pooling, dnnl_pooling_v2: kind = .pooling
+        case dnnl_inner_product: kind = .innerProduct
+        case dnnl_eltwise: kind = .eltwise
+        case dnnl_binary: kind = .binary
+        case dnnl_reorder: kind = .reorder
+        default: kind = .other
+        }
+        self.init(layer: step.layer, kind: kind, implementation: step.primitive.implementation)
+    }
+
+    /// Implementation names with their counts, most used first, e.g. `[("jit_1x1:avx2", 34), ...]`.
+    public static func families(_ layers: [CompiledLayer]) -> [(implementation: String, count: Int)] {
+        var counts: [String: Int] = [:]
+        for l in layers { counts[l.implementation, default: 0] += 1 }
+        return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
 }

@@ -65,7 +65,8 @@ final class Network {
     private(set) var interLayerReorders = 0
 
     private let context: DNNLContext
-    private let precision: Precision
+    /// The formats chosen for this precision on this CPU (FormatPlan's table).
+    let plan: FormatPlan
 
     // Compile-time state.
     private var descs: [String: dnnl_memory_desc_t] = [:]
@@ -76,12 +77,12 @@ final class Network {
     private var scratchSize = 0
     private var scratchMemories: [Memory] = []
 
-    init(model: Model, lowered: LoweredGraph, batch: Int, precision: Precision, context: DNNLContext,
+    init(model: Model, lowered: LoweredGraph, batch: Int, plan: FormatPlan, context: DNNLContext,
          weights: WeightCache, arena: Arena) throws {
         self.batch = batch
         self.context = context
-        self.precision = precision
-        let dt = precision == .bf16 ? dnnl_bf16 : dnnl_f32
+        self.plan = plan
+        let dt = plan.dataType.dnnl
 
         // The caller's input, f32 plain (NCHW for images), bound at run time.
         let inputDesc = try MD.make([batch] + model.inputShape, dnnl_f32, MD.plain(model.inputShape.count + 1))
@@ -133,16 +134,6 @@ final class Network {
     }
 
     private var scratchSlot = 0
-    /// Blocked activations whose block is the vector width: nChw16c on AVX-512, nChw8c on AVX2/SSE4.1
-    /// (nChw16c has no jit kernel there and falls to `ref:any`). fp32 always (oneDNN's own nhwc
-    /// choice runs slower kernels); bf16 only without AMX (with AMX, "any" picks the AMX brgemm
-    /// kernels and a forced block disables them). nil: formats left to oneDNN.
-    private var blockedActivationTag: dnnl_format_tag_t? {
-        guard precision == .fp32 || !Engine.hasAMX else { return nil }
-        let isa = dnnl_get_effective_cpu_isa().rawValue
-        let avx512 = dnnl_cpu_isa_avx512_core.rawValue
-        return isa & avx512 == avx512 ? dnnl_nChw16c : dnnl_nChw8c
-    }
     private let inputName: String
     private let constants: [String: Tensor]
 
@@ -223,7 +214,7 @@ final class Network {
             if let r = residual, descs[r]!.data_type == dt {
                 dstWant = descs[r]!
             } else {
-                dstWant = try blockedActivationTag.map { try MD.make(dstDims, dt, $0) } ?? any(dstDims, dt)
+                dstWant = try plan.activations.tag.map { try MD.make(dstDims, dt, $0) } ?? any(dstDims, dt)
             }
             let attrs = try PrimitiveAttributes(postOps: fusedPostOps)
             func create(_ srcWant: dnnl_memory_desc_t) throws -> Primitive {
@@ -246,7 +237,7 @@ final class Network {
             if let dw = depthwise {
                 // Fused 1x1 + depthwise: only worth it when oneDNN has a real fused kernel (not
                 // "ref_fused_convolution", two primitives back to back); otherwise run them apart.
-                guard src.data_type == dt, let p = try? create(src), !p.implementation.contains("ref") else {
+                guard plan.fuseDepthwise, src.data_type == dt, let p = try? create(src), !p.implementation.contains("ref") else {
                     var uses = lastUse
                     uses[dw.intermediate] = index
                     try compile(.conv(name: name, attrs: a, weight: weight, bias: bias, input: input, output: dw.intermediate,

@@ -9,11 +9,22 @@ import Pipeline
 struct InspectCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Describe a model: inputs, outputs, op counts, parameters, MACs and expected preprocessing.")
+        abstract: "Describe a model: inputs, outputs, op counts, parameters, MACs and expected preprocessing.",
+        discussion: """
+            Also compiles the model for this CPU and lists each layer's oneDNN implementation (the \
+            instruction set follows the CPU, capped by ONEDNN_MAX_CPU_ISA); layers that fell back to a \
+            reference kernel are named on stderr.
+            """)
 
     @Argument(help: "Model file (ONNX, Keras H5 or TFLite); default: $FRAMEPIPE_MODEL, then the default model (see `framepipe models`).")
     var modelPath: String?
     @Flag(help: "Print one JSON object instead of text.") var json = false
+    @Option(parsing: .unconditional, help: "Batch size to compile for (implementations can differ by batch).") var batch = 1
+    @Option(help: "Precision to compile for: fp32 or bf16.") var precision: Precision = .fp32
+
+    func validate() throws {
+        try FlagRules.batch.check(batch)
+    }
 
     func run() async throws {
         let model = try ModelPath.resolve(modelPath)
@@ -26,6 +37,14 @@ struct InspectCommand: AsyncParsableCommand {
         }
         let counts = imported.opCounts.sorted { $0.key < $1.key }
         let fused = m.graph.opCounts.sorted { $0.key < $1.key }
+        let engine: Engine, layers: [CompiledLayer]
+        do {
+            engine = try Engine(model: m, precision: precision, maxBatch: batch)
+            layers = try engine.compiledLayers(batch: batch)
+        } catch {
+            throw Failure.model(error, path: model)
+        }
+        warnAboutReferenceKernels(engine)
         if json {
             func obj(_ d: [(key: String, value: Int)]) -> String {
                 "{" + d.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
@@ -35,7 +54,10 @@ struct InspectCommand: AsyncParsableCommand {
                   + "\"outputs\":[\(outputs.joined(separator: ","))],\"embedding\":\"\(m.embeddingOutput)\",\"embedding_dim\":\(m.embeddingDim),"
                   + "\"logits\":\(m.logitsOutput.map { "\"\($0)\"" } ?? "null"),\"classes\":\(m.classCount),"
                   + "\"ops\":\(obj(counts)),\"ops_after_passes\":\(obj(fused)),\"parameters\":\(m.graph.parameterCount),"
-                  + "\"macs\":\(m.macsPerImage),\"preprocessing\":\"\(m.expectedPreprocessing)\"}")
+                  + "\"macs\":\(m.macsPerImage),\"preprocessing\":\"\(m.expectedPreprocessing)\","
+                  + "\"isa\":\"\(Engine.cpuISA)\",\"onednn\":\"\(Engine.oneDNNVersion)\",\"precision\":\"\(precision.rawValue)\",\"batch\":\(batch),"
+                  + "\"activations\":\"\(engine.plan.activations.rawValue)\",\"layers\":[\(layers.map(layerJSON).joined(separator: ","))],"
+                  + "\"reference_layers\":[\(engine.referenceLayers.map(layerJSON).joined(separator: ","))]}")
             return
         }
         try StdoutText.line("model: \(model)")
@@ -56,6 +78,13 @@ struct InspectCommand: AsyncParsableCommand {
         try StdoutText.line("runtime: \(m.runtimeSummary)")
         try StdoutText.line("classes: \(m.classCount)")
         try StdoutText.line("preprocessing (by layout): \(m.expectedPreprocessing)")
+        try StdoutText.line("compiled for \(Engine.cpuISA) (oneDNN \(Engine.oneDNNVersion)), \(precision.rawValue), batch \(batch), "
+              + "\(engine.plan.activations.rawValue) activations: \(layers.count) primitives")
+        let width = layers.map(\.layer.count).max() ?? 0
+        for l in layers {
+            let pad = String(repeating: " ", count: width - l.layer.count)
+            try StdoutText.line("  \(l.layer)\(pad)  \(l.kind.rawValue.padding(toLength: 13, withPad: " ", startingAt: 0)) \(l.implementation)")
+        }
         let sidecar: ModelSidecar?, preprocess: Preprocess?
         do {
             sidecar = try ModelSidecar.load(forModel: model)
