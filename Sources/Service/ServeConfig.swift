@@ -16,7 +16,7 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 
 /// What the model part of the config asks for; compared on SIGHUP to decide whether to reload.
 public struct ModelConfig: Sendable, Equatable, Decodable {
-    /// Model file (.onnx or Keras .h5); nil: the built-in default model.
+    /// Model file (ONNX, TFLite or Keras .h5); nil: the default model (the same lookup as `run`).
     public var path: String?
     /// Labels file, one per line (nil: the model's own or indices only).
     public var labels: String?

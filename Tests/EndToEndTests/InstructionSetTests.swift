@@ -39,9 +39,10 @@ struct InstructionSetTests {
     }
 
     /// Writes a seeded input batch and onnxruntime's logits and features for `model` (ONNX as is;
-    /// Keras H5 through scripts/h5_to_onnx.py, the converter written apart from our importer).
+    /// Keras H5 through scripts/h5_to_onnx.py, the converter written apart from our importer; the
+    /// shipped TFLite through the shared ONNX made from it).
     static let referenceScript = #"""
-import json, runpy, sys
+import json, os, runpy, sys
 import numpy as np, onnxruntime as ort
 
 model, out, count, root = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -50,10 +51,18 @@ with open(model, "rb") as f:
 if magic == b"\x89HDF\r\n\x1a\n":
     onnx_path = out + "/model.onnx"
     runpy.run_path(root + "/scripts/h5_to_onnx.py", run_name="lib")["convert"](model, onnx_path)
+elif magic[4:8] == b"TFL3":
+    # The shared ONNX was made from the shipped .tflite by dequantizing its weights (assets README),
+    # which is what framepipe does with it: onnxruntime on that ONNX is the reference for that file.
+    assets = os.environ.get("FRAMEPIPE_ASSETS", root + "/../shared/assets")
+    shipped = assets + "/models/mobilenet_v2_1.0_224_quant.tflite"
+    if not os.path.exists(shipped) or open(shipped, "rb").read() != open(model, "rb").read():
+        sys.exit(f"{model}: a TFLite model other than the shipped one has no onnxruntime reference here; extend InstructionSetTests")
+    onnx_path = assets + "/models/mobilenet_v2_1.0_224_imagenet.onnx"
 elif model.endswith(".onnx"):
     onnx_path = model
 else:
-    sys.exit(f"{model}: no reference for this model format here (ONNX and Keras H5 only); extend InstructionSetTests")
+    sys.exit(f"{model}: no reference for this model format here (ONNX, TFLite, Keras H5); extend InstructionSetTests")
 session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
 inp = session.get_inputs()[0]
 # Symbolic spatial sizes take the other spatial size, or 224 (as framepipe does).
