@@ -197,7 +197,7 @@ public enum ModelFormat: String, Sendable {
         let attributes = try? FileManager.default.attributesOfItem(atPath: path)
         if let type = attributes?[.type] as? FileAttributeType, type != .typeRegular {
             let kind = type == .typeCharacterSpecial ? "a character device" : type == .typeBlockSpecial ? "a block device"
-                : type == .typeSocket ? "a socket" : "not a regular file"
+                : type == .typeSocket ? "a socket" : type == .typeSymbolicLink ? "a dangling link" : "a FIFO or other special file"
             throw SetupError("\(path): is \(kind), not a model file")
         }
         guard let handle = FileHandle(forReadingAtPath: path) else {

@@ -84,9 +84,10 @@ struct ModelFlags: ParsableArguments {
 extension Precision: ExpressibleByArgument {}
 extension ResizeMode: ExpressibleByArgument {}
 
-/// Finds the model file (`--model`, `$FRAMEPIPE_MODEL`, the installed default) and checks that it
-/// is a readable regular file before any loader touches it: a folder, a device, a FIFO (which
-/// would block) or an unreadable file is reported as such, and the command cannot start (78).
+/// Finds the model file (`--model`, `$FRAMEPIPE_MODEL`, the installed default) and has the model
+/// registry (`ModelFormat.detect`) classify it before any loader reads it: a folder, a device, a
+/// FIFO (which would block), an empty, unreadable or unknown file is reported as such, and the
+/// command cannot start (78).
 enum ModelPath {
     static func resolve(_ explicit: String?) throws -> String {
         let path: String
@@ -96,7 +97,13 @@ enum ModelPath {
             throw Failure(.cannotStart, "\(error)")
         }
         let fromEnv = (explicit ?? "").isEmpty && ProcessInfo.processInfo.environment["FRAMEPIPE_MODEL"] == path
-        try checkFile(path, what: "model", kind: "an ONNX, TFLite or Keras H5 file", origin: fromEnv ? " (from FRAMEPIPE_MODEL)" : "")
+        // The registry classifies the file (folder, device, FIFO, empty, unreadable, wrong format)
+        // without blocking on it: its wording is the one every command and the service print.
+        do {
+            _ = try ModelFormat.detect(path: path)
+        } catch {
+            throw Failure(.cannotStart, subject: path, "\(error)" + (fromEnv ? " (from FRAMEPIPE_MODEL)" : ""))
+        }
         return path
     }
 
