@@ -203,6 +203,8 @@ public struct Graph: Sendable, Equatable {
     public var nodes: [Node]
     /// Constant tensors by name.
     public var initializers: [String: Tensor]
+    /// QDQ annotations (scales and zero points of activations, integer weights); empty for a float model.
+    public var quantization = Quantization()
 
     /// Creates a graph.
     public init(inputs: [ValueInfo], outputs: [ValueInfo], nodes: [Node], initializers: [String: Tensor]) {
