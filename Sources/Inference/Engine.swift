@@ -40,6 +40,9 @@ public final class Engine {
         if precision == .bf16 && !Engine.supportsBF16 {
             throw InferenceError(source: model.source, reason: "bf16 needs a CPU with AVX512-BF16 or AMX (oneDNN reports \(Engine.cpuISA)); use --precision fp32")
         }
+        if precision == .int8 && model.graph.quantization.isEmpty {
+            throw InferenceError(source: model.source, reason: "int8 needs a quantized model (QDQ ONNX: QuantizeLinear/DequantizeLinear pairs); make one with `framepipe quantize`, or use --precision fp32")
+        }
         do { context = try DNNLContext() } catch {
             throw InferenceError(source: model.source, reason: "\(error)")
         }
