@@ -19,7 +19,7 @@ struct BenchCommand: AsyncParsableCommand {
     var model: String?
     @Option(help: "Measure decode + scale of this video instead of inference.") var decode: String?
     @Option(help: "Images per batch.") var batch: Int = 16
-    @Option(help: "Precision: fp32 or bf16.") var precision: String = "fp32"
+    @Option(help: "Precision: fp32, bf16 or int8 (int8 needs a quantized QDQ model).") var precision: String = "fp32"
     @Option(help: "oneDNN (OpenMP) threads; default: OpenMP's default (all cores or OMP_NUM_THREADS).") var threads: Int?
     @Option(help: "Timed runs (after warm-up).") var iterations: Int = 20
     @Option(help: "Warm-up runs.") var warmup: Int = 3
@@ -30,7 +30,7 @@ struct BenchCommand: AsyncParsableCommand {
         guard batch > 0 else { throw ValidationError("--batch must be positive") }
         guard iterations > 0, warmup >= 0 else { throw ValidationError("--iterations must be positive, --warmup non-negative") }
         if let threads, threads <= 0 { throw ValidationError("--threads must be positive") }
-        guard Precision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or bf16") }
+        guard Precision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32, bf16 or int8") }
     }
 
     func run() async throws {
