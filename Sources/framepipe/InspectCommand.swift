@@ -3,6 +3,7 @@ import Foundation
 import Inference
 import KerasImport
 import Media
+import Output
 import Pipeline
 
 /// `framepipe inspect MODEL`: inputs, outputs, operators, parameters, MACs, preprocessing.
@@ -47,14 +48,14 @@ struct InspectCommand: AsyncParsableCommand {
         warnAboutReferenceKernels(engine)
         if json {
             func obj(_ d: [(key: String, value: Int)]) -> String {
-                "{" + d.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
+                "{" + d.map { "\(JSON.quoted($0.key)):\($0.value)" }.joined(separator: ",") + "}"
             }
-            let outputs = m.graph.outputs.map { "{\"name\":\"\($0.name)\",\"shape\":\(m.shapes[$0.name]!.count == 1 ? "[-1,\(m.shapes[$0.name]![0])]" : "\([-1] + m.shapes[$0.name]!)")}" }
-            try StdoutText.line("{\"model\":\"\(model)\",\"input\":{\"name\":\"\(m.inputName)\",\"shape\":\([-1] + m.inputShape)},"
-                  + "\"outputs\":[\(outputs.joined(separator: ","))],\"embedding\":\"\(m.embeddingOutput)\",\"embedding_dim\":\(m.embeddingDim),"
-                  + "\"logits\":\(m.logitsOutput.map { "\"\($0)\"" } ?? "null"),\"classes\":\(m.classCount),"
+            let outputs = m.graph.outputs.map { "{\"name\":\(JSON.quoted($0.name)),\"shape\":\(m.shapes[$0.name]!.count == 1 ? "[-1,\(m.shapes[$0.name]![0])]" : "\([-1] + m.shapes[$0.name]!)")}" }
+            try StdoutText.line("{\"model\":\(JSON.quoted(model)),\"input\":{\"name\":\(JSON.quoted(m.inputName)),\"shape\":\([-1] + m.inputShape)},"
+                  + "\"outputs\":[\(outputs.joined(separator: ","))],\"embedding\":\(JSON.quoted(m.embeddingOutput)),\"embedding_dim\":\(m.embeddingDim),"
+                  + "\"logits\":\(m.logitsOutput.map(JSON.quoted) ?? "null"),\"classes\":\(m.classCount),"
                   + "\"ops\":\(obj(counts)),\"ops_after_passes\":\(obj(fused)),\"parameters\":\(m.graph.parameterCount),"
-                  + "\"macs\":\(m.macsPerImage),\"preprocessing\":\"\(m.expectedPreprocessing)\","
+                  + "\"macs\":\(m.macsPerImage),\"preprocessing\":\(JSON.quoted(m.expectedPreprocessing)),"
                   + "\"isa\":\"\(Engine.cpuISA)\",\"onednn\":\"\(Engine.oneDNNVersion)\",\"precision\":\"\(precision.rawValue)\",\"batch\":\(batch),"
                   + "\"activations\":\"\(engine.plan.activations.rawValue)\",\"layers\":[\(layers.map(layerJSON).joined(separator: ","))],"
                   + "\"reference_layers\":[\(engine.referenceLayers.map(layerJSON).joined(separator: ","))]}")

@@ -28,6 +28,18 @@ import TestSupport
         #expect(json["parameters"] as? Int == 3_489_097)
     }
 
+    /// Names from the file system and from the model file are JSON-escaped, not pasted in.
+    @Test(.enabled(if: TestEnv.hasAssets)) func inspectJSONEscapesNames() throws {
+        let dir = try TestEnv.tempDir().appendingPathComponent("a \"quoted\\ folder\tx")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let copy = dir.appendingPathComponent("model.onnx").path
+        try FileManager.default.copyItem(atPath: Self.model, toPath: copy)
+        let r = try framepipe(["inspect", "--json", copy])
+        #expect(r.status == 0, "\(r.stderrText)")
+        let json = try #require(try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any], "\(r.stdoutText)")
+        #expect(json["model"] as? String == copy)
+    }
+
     @Test func inspectRejectsNonModel() throws {
         let dir = try TestEnv.tempDir()
         let path = dir.appendingPathComponent("junk.onnx").path
