@@ -44,6 +44,9 @@ public final class PipelineEngine: ServeEngine {
     }
 
     public func plan(input: String, live: Bool, sink: (() throws -> FrameSink)?) -> InputPlan {
-        makeInputPlan(input: input, model: loaded, source: SourceOptions(), live: live, sink: sink)
+        // Live streams decode with low delay (slice threads only), as `run` does for them.
+        var source = SourceOptions()
+        source.lowDelay = live
+        return makeInputPlan(input: input, model: loaded, source: source, live: live, sink: sink)
     }
 }
