@@ -54,12 +54,12 @@ import TestSupport
         let dir = try TestEnv.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("renamed.onnx").path
-        try FileManager.default.copyItem(atPath: TestEnv.packageRoot.appendingPathComponent("Tests/TFLiteImportTests/Fixtures/tiny_float.tflite").path,
+        try FileManager.default.copyItem(atPath: TestEnv.packageRoot.appendingPathComponent("models/mobilenet_v2_1.0_224_quant.tflite").path,
                                          toPath: path)
         let r = try framepipe(["inspect", path])
         #expect(r.status == 0, "\(r.stderrText)")
-        #expect(r.stdoutText.contains("input: input [N, 3, 8, 8]"))
-        #expect(r.stdoutText.contains("output: features [N, 8] (embedding)"))
+        #expect(r.stdoutText.contains("[N, 3, 224, 224]"), "\(r.stdoutText)")
+        #expect(r.stdoutText.contains("output: features [N, 1280] (embedding)"), "\(r.stdoutText)")
     }
 
     /// Without a sidecar, a quantized TFLite model's input quantization gives its normalisation.

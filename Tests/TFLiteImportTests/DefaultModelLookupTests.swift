@@ -87,7 +87,7 @@ import TestSupport
     @Test func recognisesEachFormatWhateverItsName() throws {
         let dir = try TestEnv.tempDir("model-format")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let tfl = [UInt8](try Data(contentsOf: TestEnv.packageRoot.appendingPathComponent("Tests/TFLiteImportTests/Fixtures/tiny_float.tflite")))
+        let tfl = try TFLiteFixtures.bytes("tiny_float.tflite")
         #expect(message(try write(tfl, "model.onnx", in: dir)) == "format TFLite")
         #expect(message(try write([0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A] + [UInt8](repeating: 0, count: 64), "weights.bin", in: dir))
                 == "format Keras H5")

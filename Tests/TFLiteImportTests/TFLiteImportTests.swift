@@ -5,7 +5,20 @@ import TestSupport
 @testable import TFLiteImport
 
 enum TFLiteFixtures {
-    static let dir = TestEnv.packageRoot.appendingPathComponent("Tests/TFLiteImportTests/Fixtures")
+    /// The scripts (make_models.py, litert_reference.py).
+    static let scripts = TestEnv.packageRoot.appendingPathComponent("Tests/TFLiteImportTests/Fixtures")
+    /// The tiny models, generated once per test process by make_models.py (never committed).
+    static let dir: URL = {
+        do {
+            let out = try TestEnv.tempDir("framepipe-tflite-fixtures")
+            let r = try runProcess(TestEnv.python, [scripts.appendingPathComponent("make_models.py").path, out.path], timeout: 300)
+            if r.status != 0 { FileHandle.standardError.write(Data("make_models.py failed: \(r.stderrText)\n".utf8)) }
+            return out
+        } catch {
+            FileHandle.standardError.write(Data("make_models.py could not run: \(error)\n".utf8))
+            return scripts.appendingPathComponent("not-generated")
+        }
+    }()
     static func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
     static func bytes(_ name: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: dir.appendingPathComponent(name))) }
     /// The default model as committed in models/.
@@ -20,7 +33,7 @@ enum TFLiteFixtures {
 
     /// LiteRT's output for a seeded uniform(-1, 1) input (NHWC), from Fixtures/litert_reference.py.
     static func litert(_ model: String, seed: Int) throws -> (input: [Float], output: [Float]) {
-        let script = dir.appendingPathComponent("litert_reference.py").path
+        let script = scripts.appendingPathComponent("litert_reference.py").path
         let r = try runProcess(TestEnv.python, [script, "tensor", model, String(seed)], timeout: 120)
         guard r.status == 0 else { throw TestFailure("litert_reference.py failed: \(r.stderrText)") }
         let o = try JSONSerialization.jsonObject(with: r.stdout) as! [String: Any]

@@ -301,12 +301,14 @@ def build_shared_weights():
 
 
 def main():
-    with open(os.path.join(HERE, "shared_weights.tflite"), "wb") as f:
+    out = sys.argv[1] if len(sys.argv) > 1 else HERE
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "shared_weights.tflite"), "wb") as f:
         f.write(build_shared_weights())
     from ai_edge_litert.interpreter import Interpreter
     for name, dequant in [("tiny_float.tflite", False), ("tiny_dequant.tflite", True)]:
         data = build(dequant)
-        path = os.path.join(HERE, name)
+        path = os.path.join(out, name)
         with open(path, "wb") as f:
             f.write(data)
         it = Interpreter(model_path=path)
