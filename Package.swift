@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // C at the edge: system libraries found through pkg-config / plain -l flags.
@@ -37,11 +38,20 @@ let package = Package(
         .target(name: "TFLiteImport", dependencies: ["Inference"]),
         .target(name: "Output"),
         .target(name: "Pipeline", dependencies: ["Media", "Inference", "KerasImport", "TFLiteImport", "Output"]),
+        // The PostgreSQL job queue: schema migration, claim/lease/complete, the results sink and its outbox.
+        .target(
+            name: "Queue",
+            dependencies: [
+                "Output",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The daemon: config, inbox watcher, live streams, sd_notify, metrics.
         .target(
             name: "Service",
             dependencies: [
-                "Media", "Inference", "KerasImport", "Output", "Pipeline",
+                "Media", "Inference", "KerasImport", "Output", "Pipeline", "Queue",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -50,7 +60,7 @@ let package = Package(
         .executableTarget(
             name: "framepipe",
             dependencies: [
-                "Media", "Inference", "KerasImport", "Output", "Pipeline", "Service",
+                "Media", "Inference", "KerasImport", "Output", "Pipeline", "Service", "Queue",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -65,6 +75,8 @@ let package = Package(
         .testTarget(name: "TFLiteImportTests", dependencies: ["TFLiteImport", "Inference", "Pipeline", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Output", "TestSupport"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "TestSupport"]),
+        // Against a throwaway PostgreSQL cluster the tests start themselves; worker processes are the built binary.
+        .testTarget(name: "QueueTests", dependencies: ["Queue", "Output", "TestSupport", "framepipe"]),
         // Runs the built `framepipe` binary as a user would; depends on it so it is built first.
         .testTarget(name: "EndToEndTests", dependencies: ["framepipe", "TestSupport"]),
     ],

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Output
 import Pipeline
+import Queue
 import ServiceLifecycle
 #if canImport(Glibc)
 import Glibc
@@ -14,6 +15,7 @@ import Glibc
 ///  start ─▶ clean temporaries ─▶ load + warm model ─▶ watch inbox, scan it ─▶ streams ─▶ READY=1
 ///            inbox (inotify) ──names──▶ InboxWorker ── Pipeline per file ──▶ outbox sets, done/ failed/
 ///            [[streams]] ─────────────▶ StreamWorker ─ live Pipeline, reconnect ─▶ <stream_dir>/NAME.jsonl
+///            [queue] PostgreSQL ─jobs─▶ QueueWorker ── Pipeline per job ──▶ local outbox ─▶ framepipe_frames
 ///            ticker (1 s) ─▶ STATUS=, WATCHDOG=1 while every worker progresses; metrics server
 ///  SIGHUP ─▶ reread config, reload model if changed, swap settings (next file / reconnect uses them)
 ///  SIGTERM ─▶ STOPPING=1, no new file, drain in-flight frames, exit 0
@@ -35,6 +37,7 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
     private var inboxWorker: InboxWorker?
     private var watcher: InboxWatcher?
     private var streams: [StreamWorker] = []
+    private var queueWorker: QueueWorker?
     private var metricsServer: MetricsServer?
     private var ticker: DispatchSourceTimer?
     private let reloadQueue = DispatchQueue(label: "framepipe.reload")
@@ -148,6 +151,13 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
             worker.start()
         }
         try startStreams(config.streams)
+        if let q = config.queue, let dir = config.resolvedQueueOutbox {
+            let worker = try QueueWorker(config: q, outbox: dir, metrics: metrics, log: log,
+                                         settings: { [unowned self] in self.current() })
+            lock.lock(); queueWorker = worker; lock.unlock()
+            worker.start()
+            log.info("queue worker \(worker.worker) on \((try? DatabaseURL(q.url))?.description ?? "?")")
+        }
         startTicker()
         metrics.set("framepipe_ready", [:], 1)
         notifier.ready(status: statusLine())
@@ -179,12 +189,14 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
     /// Samples progress; sends WATCHDOG=1 only while every worker showed life within the watchdog
     /// interval (a wedged pipeline stops the pings and systemd restarts the service).
     private func tick() {
-        lock.lock(); let inbox = inboxWorker; let streams = self.streams; lock.unlock()
+        lock.lock(); let inbox = inboxWorker; let streams = self.streams; let queue = queueWorker; lock.unlock()
         inbox?.sample()
+        queue?.sample()
         for s in streams { s.sample() }
         let limit = max(1, (watchdogInterval ?? 30) * 0.75)
         var stalled: [String] = []
         if let inbox, inbox.liveness.age > limit { stalled.append("inbox") }
+        if let queue, queue.liveness.age > limit { stalled.append("queue") }
         for s in streams where s.liveness.age > limit { stalled.append(s.config.name) }
         if stalled.isEmpty {
             if watchdogInterval != nil { notifier.watchdog() }
@@ -203,8 +215,9 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
 
     /// The short line shown by `systemctl status`.
     func statusLine() -> String {
-        lock.lock(); let inbox = inboxWorker; let streams = self.streams; lock.unlock()
+        lock.lock(); let inbox = inboxWorker; let streams = self.streams; let queue = queueWorker; lock.unlock()
         var parts: [String] = []
+        if let queue { parts.append("queue \(queue.doneCount) done, \(queue.failedCount) failed, \(queue.pending) pending") }
         if let inbox {
             parts.append("inbox \(inbox.doneCount) done, \(inbox.failedCount) failed, \(inbox.inbox.depth) queued")
         }
@@ -280,10 +293,14 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
         notifier.stopping()
         log.info("stopping: draining in-flight work")
         reloadQueue.sync {}  // a reload in progress finishes before the workers are stopped
-        lock.lock(); let inbox = inboxWorker; let streams = self.streams; let w = watcher; lock.unlock()
+        lock.lock(); let inbox = inboxWorker; let streams = self.streams; let w = watcher; let queue = queueWorker; lock.unlock()
         let drain = current().config.drainTimeout
         w?.stop()
         let group = DispatchGroup()
+        if let queue {
+            group.enter()
+            Thread.detachNewThread { queue.stop(drainTimeout: drain); group.leave() }
+        }
         if let inbox {
             group.enter()
             Thread.detachNewThread { inbox.stop(drainTimeout: drain); group.leave() }

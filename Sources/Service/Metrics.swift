@@ -30,10 +30,13 @@ public final class Metrics: @unchecked Sendable {
         ("framepipe_inputs_total", "counter", "Inbox files finished, by result (done, failed)."),
         ("framepipe_reconnects_total", "counter", "Stream connection attempts after the first, by source."),
         ("framepipe_connect_failures_total", "counter", "Stream connection attempts that delivered no frame, by source."),
-        ("framepipe_queue_depth", "gauge", "Items waiting, by queue: inbox (files ready, not counting the one in progress), inbox_settling (files still being written or waiting for a retry); per source, decoded frames, batches before infer and emit, free batch buffers (0 between inputs)."),
+        ("framepipe_queue_depth", "gauge", "Items waiting, by queue: inbox (files ready, not counting the one in progress), inbox_settling (files still being written or waiting for a retry), db_pending and db_running (queue jobs, all workers); per source, decoded frames, batches before infer and emit, free batch buffers (0 between inputs)."),
         ("framepipe_inbox_in_progress", "gauge", "1 while an inbox file is being processed, else 0."),
         ("framepipe_stream_up", "gauge", "1 while a stream is delivering frames, else 0."),
         ("framepipe_ready", "gauge", "1 once the model is compiled and inputs are armed."),
+        ("framepipe_jobs_total", "counter", "Queue jobs ended by this worker, by result: done (committed), failed (max_attempts reached), retry (input failed, claimable again), duplicate (another worker committed it first)."),
+        ("framepipe_lease_renewals_total", "counter", "Job lease renewals (heartbeats) that succeeded."),
+        ("framepipe_queue_database_up", "gauge", "1 while the queue database answers, 0 during an outage (claiming paused)."),
         ("framepipe_batch_latency_seconds", "histogram", "Time of one model call (one batch)."),
     ]
 

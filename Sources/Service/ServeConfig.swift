@@ -1,6 +1,7 @@
 import Foundation
 import Media
 import Output
+import Queue
 import TOMLKit
 
 /// A configuration problem, naming the file and what is wrong.
@@ -141,6 +142,47 @@ public struct StreamConfig: Sendable, Equatable, Decodable {
     }
 }
 
+/// `[queue]`: take jobs from a PostgreSQL queue shared by several workers (README, "Scale-out").
+public struct QueueConfig: Sendable, Equatable, Decodable {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (or `?host=/socket/folder`).
+    public var url: String
+    /// Names this worker in the jobs table (default: the host name). Workers may share a name;
+    /// each must have its own `state_dir` (the local outbox lives there).
+    public var workerID: String?
+    /// A claimed job is the worker's for this long; renewed every third of it while it runs. A
+    /// worker that dies loses its jobs to the others after at most this long.
+    public var leaseSeconds: Double = 30
+    /// A job is claimed at most this many times (failed input or lost lease), then marked failed.
+    public var maxAttempts = 3
+    /// A job whose input failed is claimable again after this many seconds.
+    public var retryDelay: Double = 10
+    /// How often an idle worker looks for a job (seconds).
+    public var pollInterval: Double = 1
+    /// Finished results not yet committed (default `<state_dir>/queue-outbox`).
+    public var outbox: String?
+
+    public init(url: String) { self.url = url }
+
+    enum CodingKeys: String, CodingKey {
+        case url, workerID = "worker_id", leaseSeconds = "lease_seconds", maxAttempts = "max_attempts",
+             retryDelay = "retry_delay", pollInterval = "poll_interval", outbox
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        url = try c.decode(String.self, forKey: .url)
+        workerID = try c.decodeIfPresent(String.self, forKey: .workerID)
+        leaseSeconds = try c.decodeNumber(forKey: .leaseSeconds) ?? 30
+        maxAttempts = try c.decodeIfPresent(Int.self, forKey: .maxAttempts) ?? 3
+        retryDelay = try c.decodeNumber(forKey: .retryDelay) ?? 10
+        pollInterval = try c.decodeNumber(forKey: .pollInterval) ?? 1
+        outbox = try c.decodeIfPresent(String.self, forKey: .outbox)
+    }
+
+    /// The worker's name in the jobs table.
+    public var resolvedWorkerID: String { workerID ?? ProcessInfo.processInfo.hostName }
+}
+
 /// The whole `framepipe serve` configuration (TOML; see systemd/framepipe.toml.example).
 public struct ServeConfig: Sendable, Equatable {
     /// The default config path.
@@ -176,8 +218,13 @@ public struct ServeConfig: Sendable, Equatable {
     public var model = ModelConfig()
     public var output = OutputConfig()
     public var streams: [StreamConfig] = []
+    /// `[queue]` (nil: no queue worker).
+    public var queue: QueueConfig?
 
     public init() {}
+
+    /// The queue worker's local outbox.
+    public var resolvedQueueOutbox: String? { queue.map { $0.outbox ?? stateDir + "/queue-outbox" } }
 
     /// Resolved folders.
     public var resolvedDoneDir: String? { doneDir ?? inbox.map { $0 + "/done" } }
@@ -234,6 +281,8 @@ public struct ServeConfig: Sendable, Equatable {
         if let v = raw.model { c.model = v }
         if let v = raw.output { c.output = v }
         c.streams = raw.streams ?? []
+        c.queue = raw.queue
+        if let o = c.queue?.outbox { c.queue?.outbox = inState(o) }
         try c.validate(path: path)
         return c
     }
@@ -241,7 +290,15 @@ public struct ServeConfig: Sendable, Equatable {
     /// Cross-field checks; each failure names the key.
     public func validate(path: String) throws {
         func fail(_ m: String) -> ConfigError { ConfigError(path: path, m) }
-        if inbox == nil && streams.isEmpty { throw fail("nothing to do: set `inbox` or add a [[streams]] entry") }
+        if inbox == nil && streams.isEmpty && queue == nil { throw fail("nothing to do: set `inbox`, add a [[streams]] entry or a [queue]") }
+        if let q = queue {
+            do { _ = try DatabaseURL(q.url) } catch { throw fail("`queue.url`: \(error)") }
+            if q.leaseSeconds < 1 { throw fail("`queue.lease_seconds` must be at least 1") }
+            if q.maxAttempts < 1 { throw fail("`queue.max_attempts` must be at least 1") }
+            if q.retryDelay < 0 { throw fail("`queue.retry_delay` must not be negative") }
+            if q.pollInterval <= 0 { throw fail("`queue.poll_interval` must be positive") }
+            if let w = q.workerID, w.isEmpty || w.utf8.count > 200 { throw fail("`queue.worker_id` must be 1...200 bytes") }
+        }
         if inbox != nil && outbox == nil { throw fail("`inbox` is set but `outbox` is not") }
         if let i = inbox, let o = outbox, URL(fileURLWithPath: i).standardized == URL(fileURLWithPath: o).standardized {
             throw fail("`inbox` and `outbox` must be different folders")
@@ -344,11 +401,12 @@ private struct RawConfig: Decodable {
     var model: ModelConfig?
     var output: OutputConfig?
     var streams: [StreamConfig]?
+    var queue: QueueConfig?
 
     enum CodingKeys: String, CodingKey {
         case stateDir = "state_dir", inbox, outbox, doneDir = "done_dir", failedDir = "failed_dir",
              streamDir = "stream_dir", maxAttempts = "max_attempts", drainTimeout = "drain_timeout",
-             settleTime = "settle_time", retries, retryDelay = "retry_delay", metricsListen = "metrics_listen", logLevel = "log_level", model, output, streams
+             settleTime = "settle_time", retries, retryDelay = "retry_delay", metricsListen = "metrics_listen", logLevel = "log_level", model, output, streams, queue
     }
 
     init(from decoder: Decoder) throws {
@@ -369,6 +427,7 @@ private struct RawConfig: Decodable {
         model = try c.decodeIfPresent(ModelConfig.self, forKey: .model)
         output = try c.decodeIfPresent(OutputConfig.self, forKey: .output)
         streams = try c.decodeIfPresent([StreamConfig].self, forKey: .streams)
+        queue = try c.decodeIfPresent(QueueConfig.self, forKey: .queue)
     }
 }
 

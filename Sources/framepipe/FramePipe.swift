@@ -18,6 +18,8 @@ struct FramePipe: AsyncParsableCommand {
             ModelsCommand.self,
             BenchCommand.self,
             ServeCommand.self,
+            EnqueueCommand.self,
+            JobsCommand.self,
         ]
     )
 
