@@ -71,7 +71,6 @@ final class QueueWorker: @unchecked Sendable {
     func sample() {
         lock.lock(); let p = current; lock.unlock()
         if let p { liveness.observe(emitted: p.progress.framesEmitted) }
-        metrics.set("framepipe_inbox_in_progress", ["source": "queue"], p == nil ? 0 : 1)
     }
 
     private func pause(_ seconds: Double) { _ = wake.wait(timeout: .now() + seconds) }
