@@ -55,6 +55,9 @@ public enum Schema {
             PRIMARY KEY (job_id, frame)
         )
         """,
+        // A 1280-float embedding (5 KB) is stored out of line anyway; float32 noise does not
+        // compress, so do not spend the server's CPU trying.
+        "ALTER TABLE framepipe_frames ALTER COLUMN embedding SET STORAGE EXTERNAL",
     ]]
 
     /// Brings the database to `currentVersion`; returns the version found before.
