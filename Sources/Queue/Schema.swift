@@ -60,6 +60,16 @@ public enum Schema {
         "ALTER TABLE framepipe_frames ALTER COLUMN embedding SET STORAGE EXTERNAL",
     ]]
 
+    /// The database's schema version without changing anything (nil: framepipe's tables do not
+    /// exist yet; the first worker, `enqueue` or `jobs` creates them).
+    public static func version(_ db: Database) throws -> Int? {
+        try db.with { s in
+            let exists = try s.query("SELECT to_regclass('framepipe_schema') IS NOT NULL")
+            guard try exists.first!.decode(Bool.self) else { return nil }
+            return try s.query("SELECT coalesce(max(version), 0) FROM framepipe_schema").first!.decode(Int.self)
+        }
+    }
+
     /// Brings the database to `currentVersion`; returns the version found before.
     @discardableResult
     public static func migrate(_ db: Database) throws -> Int {

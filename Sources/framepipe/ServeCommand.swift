@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Output
+import Queue
 import Service
 import ServiceLifecycle
 
@@ -87,6 +88,20 @@ struct ServeCommand: AsyncParsableCommand {
         withExtendedLifetime(relay) {}
     }
 
+    /// `--check-config` for `[queue]`: the database answers and its schema is one this binary can use.
+    static func checkQueue(_ q: QueueConfig) throws -> String {
+        let url = try DatabaseURL(q.url)
+        let db = Database(url: url, log: Logger(label: "framepipe.check") { _ in SwiftLogNoOpLogHandler() })
+        defer { db.close() }
+        guard let v = try Schema.version(db) else {
+            return "queue: \(url): reachable as worker \(q.resolvedWorkerID); no framepipe tables yet (the first worker creates them)"
+        }
+        if v > Schema.currentVersion {
+            throw ServiceError("queue: \(url): the schema is at version \(v), newer than this framepipe's \(Schema.currentVersion): upgrade framepipe")
+        }
+        return "queue: \(url): reachable as worker \(q.resolvedWorkerID); schema version \(v)" + (v < Schema.currentVersion ? " (migrated to \(Schema.currentVersion) at start)" : "")
+    }
+
     /// `--check-config`: the lines it prints on success; throws the first problem.
     static func check(_ cfg: ServeConfig, configPath: String, unitPath: String?) throws -> [String] {
         var out: [String] = []
@@ -118,6 +133,7 @@ struct ServeCommand: AsyncParsableCommand {
         } else {
             out.append("unit: none found (looked for \(ConfigCheck.unitNames(forConfig: configPath).joined(separator: ", ")) in the systemd folders and beside the binary); drain_timeout not checked against TimeoutStopSec")
         }
+        if let q = cfg.queue { out.append(try checkQueue(q)) }
         out.append("\(configPath): OK")
         return out
     }

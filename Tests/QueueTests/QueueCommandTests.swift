@@ -25,6 +25,22 @@ import TestSupport
         #expect(jobs.status == 0)
         #expect(jobs.stdoutText.hasPrefix("\(cluster.url)\npending 2\nrunning 0\ndone    0 (0 frames)\nfailed  0\n"), "\(jobs.stdoutText)")
         #expect(try cluster.psql("SELECT version FROM framepipe_schema") == "1")
+
+        // --check-config reaches the database and reads its schema version; a server that is down
+        // is a failed check (exit 78) naming the URL.
+        let model = TestEnv.packageRoot.appendingPathComponent("models/mobilenet_v2_1.0_224_quant.tflite").path
+        let config = dir.path + "/w.toml"
+        func write(_ url: String) throws {
+            try "state_dir = \"\(dir.path)\"\n[model]\npath = \"\(model)\"\n[queue]\nurl = \"\(url)\"\nworker_id = \"cw\"\n"
+                .write(toFile: config, atomically: true, encoding: .utf8)
+        }
+        try write(cluster.url)
+        let ok = try framepipe(["serve", "--config", config, "--check-config"])
+        #expect(ok.status == 0, "\(ok.stderrText)")
+        #expect(ok.stdoutText.contains("queue: \(cluster.url): reachable as worker cw; schema version 1\n"), "\(ok.stdoutText)")
+        try write("postgres://framepipe@127.0.0.1:\(try PostgresCluster.freePort())/postgres")
+        let down = try framepipe(["serve", "--config", config, "--check-config"])
+        #expect(down.status == 78 && down.stderrText.contains("cannot connect"), "\(down.stderrText)")
     }
 
     @Test func usageAndConnectionErrors() throws {
