@@ -26,6 +26,8 @@ public final class FileSetSink: FrameSink {
     private let topK: Int
     private let jsonl: AtomicFile
     private let csv: AtomicFile?
+    /// `STEM.segments.csv` with `--segments`.
+    private let segmentsCSV: AtomicFile?
     private var npy: NPYWriter?
     private let embeddingDim: Int
     private var lineBuffer: [UInt8] = []
@@ -36,12 +38,13 @@ public final class FileSetSink: FrameSink {
         var p = [directory + "/" + stem + ".jsonl"]
         if embeddingDim > 0 { p.append(directory + "/" + stem + ".npy") }
         if csv != nil { p.append(directory + "/" + stem + ".csv") }
+        if segmentsCSV != nil { p.append(directory + "/" + stem + ".segments.csv") }
         return p
     }
 
     /// Opens the temporary files. `embeddingDim` 0 writes no `.npy`; `topK` 0 writes no `.csv`.
     public init(input: String, directory: String, stem: String, options: EmitOptions,
-                embeddingDim: Int, topK: Int) throws {
+                embeddingDim: Int, topK: Int, segments: Bool = false) throws {
         self.input = input
         self.directory = directory
         self.stem = stem
@@ -60,6 +63,19 @@ public final class FileSetSink: FrameSink {
         } else {
             csv = nil
         }
+        if segments {
+            let c = try AtomicFile(finalPath: base + ".segments.csv")
+            try c.write(Array(CSV.row(RecordEncoder.segmentCSVHeader).utf8))
+            segmentsCSV = c
+        } else {
+            segmentsCSV = nil
+        }
+    }
+
+    /// A closed label segment: its record in `STEM.jsonl` and a row in `STEM.segments.csv`.
+    public func writeSegment(_ segment: LabelSegment) throws {
+        try jsonl.write(RecordEncoder.segmentLine(input: input, segment))
+        try segmentsCSV?.write(Array(CSV.row(RecordEncoder.segmentCSVFields(segment)).utf8))
     }
 
     public func write(_ record: FrameRecord) throws {
@@ -88,6 +104,7 @@ public final class FileSetSink: FrameSink {
             }
             try npy?.finish()
             try csv?.commit()
+            try segmentsCSV?.commit()
             try jsonl.commit()  // last: a present .jsonl means the set is complete
         } catch {
             abandon()
@@ -96,6 +113,6 @@ public final class FileSetSink: FrameSink {
     }
 
     public func abandon() {
-        jsonl.abandon(); npy?.abandon(); csv?.abandon()
+        jsonl.abandon(); npy?.abandon(); csv?.abandon(); segmentsCSV?.abandon()
     }
 }

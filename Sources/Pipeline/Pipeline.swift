@@ -19,6 +19,10 @@ public struct PipelineOptions {
     public var minScore: Float = 0
     /// Class names in output order (nil: indices only).
     public var labelNames: [String]?
+    /// `--segments`: collapse top-1 labels into segments that need this many seconds to open (nil: off).
+    public var segmentMin: Double?
+    /// Frame records on stdout (false with `--segments` alone: only segment records).
+    public var frameLines = true
 
     public init() {}
 }
@@ -337,6 +341,27 @@ public final class Pipeline: @unchecked Sendable {
         var line: [UInt8] = []
         var sinks: [Int: FrameSink] = [:]
         var finished = Set<Int>()
+        var trackers: [Int: SegmentTracker] = [:]
+
+        /// A segment record goes to stdout (or the input's files) as soon as it closes.
+        func emitSegment(_ job: Job, _ segment: LabelSegment?) {
+            guard let segment else { return }
+            if let stdout, job.plan.makeSink == nil {
+                do { try stdout.write(RecordEncoder.segmentLine(input: job.plan.name, segment)) } catch {
+                    lock.lock(); _outputClosed = true; lock.unlock()
+                    cancel()
+                }
+            }
+            if let fs = sinks[job.number] as? FileSetSink {
+                do { try fs.writeSegment(segment) } catch {
+                    fs.abandon()
+                    sinks[job.number] = nil
+                    job.sinkFailed = true
+                    job.fail("\(error)")
+                    job.cancelReader()
+                }
+            }
+        }
 
         func sink(for job: Job) -> FrameSink? {
             if let s = sinks[job.number] { return s }
@@ -357,6 +382,10 @@ public final class Pipeline: @unchecked Sendable {
             let error = job.failure ?? endError
             var outcome = job.outcome
             outcome.error = error
+            if let tracker = trackers.removeValue(forKey: job.number), !isCancelled {
+                var t = tracker
+                emitSegment(job, t.finish())
+            }
             outcome.framesEmitted = job.emitted
             if let error, !(isCancelled && error == "cancelled") {
                 log("\(job.plan.name): \(error)")
@@ -405,7 +434,12 @@ public final class Pipeline: @unchecked Sendable {
                             }
                             let rec = FrameRecord(input: job.plan.name, frame: meta.index, pts: meta.pts,
                                                   keyframe: meta.keyframe, labels: labels, embedding: emb)
-                            if let stdout, job.plan.makeSink == nil {
+                            if let min = options.segmentMin {
+                                let closed = trackers[job.number, default: SegmentTracker(minDuration: min)]
+                                    .add(pts: meta.pts, top: labels.first)
+                                emitSegment(job, closed)
+                            }
+                            if let stdout, job.plan.makeSink == nil, options.frameLines {
                                 line = RecordEncoder.frameLine(rec, options: options.emit, reusing: line)
                                 do {
                                     try stdout.write(line)

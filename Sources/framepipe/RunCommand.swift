@@ -60,6 +60,17 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("batches-in-flight"), parsing: .unconditional, help: "Batch buffers per concurrent input.")
     var batchesInFlight = 3
 
+    @Flag(name: .long, help: "Write label segments (runs of one top-1 label) instead of frame records; each as soon as it closes.")
+    var segments = false
+
+    @Option(name: .customLong("segment-min"), parsing: .unconditional, help: ArgumentHelp(
+        "Seconds a label must hold top-1 before it opens a new segment (shorter runs stay in the current one).",
+        valueName: "seconds"))
+    var segmentMin = 0.5
+
+    @Flag(name: .customLong("with-frames"), help: "With --segments: frame records too, interleaved with the segment records.")
+    var withFrames = false
+
     @Flag(name: .shortAndLong, help: "No progress line or summary on stderr.")
     var quiet = false
 
@@ -75,6 +86,9 @@ struct RunCommand: ParsableCommand {
         if inputs.filter({ $0 == "-" }).count > 1 { throw Failure.usage("'-' (stdin) can be given once") }
         if inputs.contains("") { throw Failure.usage("an input is an empty string") }
         if outputDir == "" { throw Failure.usage("--output-dir is an empty string") }
+        if !(segmentMin.isFinite && segmentMin >= 0) { throw Failure.usage("--segment-min must be a number of seconds >= 0") }
+        if segments && emit == .embedding { throw Failure.usage("--segments needs labels: use --emit labels or both") }
+        if withFrames && !segments { throw Failure.usage("--with-frames goes with --segments") }
     }
 
     func run() throws {
@@ -98,6 +112,10 @@ struct RunCommand: ParsableCommand {
         options.topK = topK
         options.minScore = minScore
         options.labelNames = loaded.labels
+        if segments {
+            options.segmentMin = segmentMin
+            options.frameLines = withFrames
+        }
 
         var naming = OutputNaming()
         let plans = inputs.map { input -> InputPlan in
@@ -107,8 +125,9 @@ struct RunCommand: ParsableCommand {
                 let emitOptions = options.emit
                 let dim = emit == .labels ? 0 : loaded.runner.embeddingDim
                 let k = emit == .embedding ? 0 : topK
+                let withSegments = segments
                 sink = { try FileSetSink(input: input, directory: dir, stem: stem, options: emitOptions,
-                                         embeddingDim: dim, topK: k) }
+                                         embeddingDim: dim, topK: k, segments: withSegments) }
             }
             return makeInputPlan(input: input, model: loaded, source: sampling.sourceOptions(for: input), sink: sink)
         }

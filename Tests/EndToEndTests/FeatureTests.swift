@@ -1,0 +1,62 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Issue 15's features end to end on real media: label segments, ...
+@Suite(.enabled(if: TestEnv.hasAssets), .serialized)
+struct FeatureTests {
+    static let model = TestEnv.asset("models/mobilenet_v2_1.0_224_imagenet.onnx")
+    static let slideshow = TestEnv.asset("videos/slideshow_dev.mp4")
+
+    func objects(_ r: ProcessResult) throws -> [[String: Any]] {
+        try r.lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    /// slideshow_dev.mp4 is four 2-second segments (../shared/assets/README.md).
+    @Test func slideshowSegmentsAreTheFourTwoSecondSpans() throws {
+        let r = try framepipe(["run", "--model", Self.model, "--quiet", "--segments", Self.slideshow])
+        #expect(r.status == 0, "\(r.stderrText)")
+        let segs = try objects(r)
+        #expect(segs.map { $0["index"] as? Int } == [286, 20, 653, 320])
+        #expect(segs.map { $0["segment"] as? Int } == [0, 1, 2, 3])
+        let frame = 1.0 / 25
+        for (k, s) in segs.enumerated() {
+            let start = try #require(s["start"] as? Double), end = try #require(s["end"] as? Double)
+            #expect(abs(start - 2 * Double(k)) <= frame, "segment \(k) starts at \(start)")
+            #expect(abs(end - 2 * Double(k + 1)) <= frame, "segment \(k) ends at \(end)")
+            #expect(s["frames"] as? Int == 50)
+            #expect(s["input"] as? String == Self.slideshow)
+            #expect(((s["score_mean"] as? Double) ?? 0) > 0.5)
+        }
+        #expect(segs.first?["label"] as? String == "Egyptian cat")
+
+        // Interleaved: 200 frame records and the 4 segment records, each segment just before the frame
+        // that closed it (13 frames, 0.52 s, into the next label), the last at the end.
+        let w = try framepipe(["run", "--model", Self.model, "--quiet", "--top-k", "1", "--segments", "--with-frames", Self.slideshow])
+        #expect(w.status == 0, "\(w.stderrText)")
+        let all = try objects(w)
+        #expect(all.count == 204)
+        let positions = all.enumerated().filter { $0.element["segment"] != nil }.map(\.offset)
+        #expect(positions == [62, 113, 164, 203])
+    }
+
+    @Test func segmentsGoToTheOutputFolderAsCSVAndJSONL() throws {
+        let dir = try TestEnv.tempDir()
+        let r = try framepipe(["run", "--model", Self.model, "--quiet", "--segments", "--output-dir", dir.path, Self.slideshow])
+        #expect(r.status == 0, "\(r.stderrText)")
+        let csv = try String(contentsOfFile: dir.path + "/slideshow_dev.segments.csv", encoding: .utf8)
+        let rows = csv.split(separator: "\n")
+        #expect(rows.first.map(String.init) == "segment,index,label,start,end,frames,score_mean")
+        #expect(rows.dropFirst().map { $0.split(separator: ",")[1] } == ["286", "20", "653", "320"])
+        #expect(rows.count == 5)
+        let jsonl = try String(contentsOfFile: dir.path + "/slideshow_dev.jsonl", encoding: .utf8)
+        #expect(jsonl.split(separator: "\n").filter { $0.contains("\"segment\":") }.count == 4)
+    }
+
+    @Test func segmentFlagsAreCheckedUpFront() throws {
+        let a = try framepipe(["run", "--model", Self.model, "--segments", "--emit", "embedding", Self.slideshow])
+        #expect(a.status == 2 && a.stderrText.contains("--segments"))
+        let b = try framepipe(["run", "--model", Self.model, "--segment-min", "-1", Self.slideshow])
+        #expect(b.status == 2 && b.stderrText.contains("--segment-min"))
+    }
+}
