@@ -23,6 +23,8 @@ public struct PipelineOptions {
     public var segmentMin: Double?
     /// Frame records on stdout (false with `--segments` alone: only segment records).
     public var frameLines = true
+    /// `--scene`: keep only scene changes (and the first frame), judged on the scaled sample (nil: off).
+    public var scene: (threshold: Double, minGap: Double, std: [Float])?
 
     public init() {}
 }
@@ -266,6 +268,7 @@ public final class Pipeline: @unchecked Sendable {
         var writer: SampleWriter?
         var current: Batch?
         var deadline: Date?
+        var scene = options.scene.map { SceneFilter(threshold: $0.threshold, minGap: $0.minGap, std: $0.std) }
         func flush() {
             if let b = current {
                 if !inferLink.push(.batch(b)) { pool.push(b) }
@@ -295,6 +298,9 @@ public final class Pipeline: @unchecked Sendable {
                 do {
                     if writer == nil { writer = try job.plan.makeWriter() }
                     try scaleStats.measure { try writer!.write(frame, to: batch.nextSlot) }
+                    // A frame that is no scene change leaves its slot free for the next one.
+                    if scene?.keep(sample: UnsafeBufferPointer(start: batch.nextSlot, count: batch.sampleSize),
+                                   pts: frame.meta.pts) == false { continue }
                     batch.metas.append(frame.meta)
                 } catch {
                     job.fail("\(error)")

@@ -71,6 +71,15 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .customLong("with-frames"), help: "With --segments: frame records too, interleaved with the segment records.")
     var withFrames = false
 
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp(
+        "Keep the first frame and each scene change scoring at least T (0..1, like ffmpeg's scene score) against the previous frame.",
+        valueName: "T"))
+    var scene: Double?
+
+    @Option(name: .customLong("scene-min-gap"), parsing: .unconditional, help: ArgumentHelp(
+        "With --scene: seconds at least between two kept frames.", valueName: "seconds"))
+    var sceneMinGap = 0.0
+
     @Flag(name: .shortAndLong, help: "No progress line or summary on stderr.")
     var quiet = false
 
@@ -88,6 +97,9 @@ struct RunCommand: ParsableCommand {
         if outputDir == "" { throw Failure.usage("--output-dir is an empty string") }
         if !(segmentMin.isFinite && segmentMin >= 0) { throw Failure.usage("--segment-min must be a number of seconds >= 0") }
         if segments && emit == .embedding { throw Failure.usage("--segments needs labels: use --emit labels or both") }
+        if let scene, !(scene >= 0 && scene <= 1) { throw Failure.usage("--scene must be a score from 0 to 1") }
+        if !(sceneMinGap.isFinite && sceneMinGap >= 0) { throw Failure.usage("--scene-min-gap must be a number of seconds >= 0") }
+        if sceneMinGap > 0 && scene == nil { throw Failure.usage("--scene-min-gap goes with --scene") }
         if withFrames && !segments { throw Failure.usage("--with-frames goes with --segments") }
     }
 
@@ -112,6 +124,7 @@ struct RunCommand: ParsableCommand {
         options.topK = topK
         options.minScore = minScore
         options.labelNames = loaded.labels
+        if let scene { options.scene = (scene, sceneMinGap, loaded.preprocess.std) }
         if segments {
             options.segmentMin = segmentMin
             options.frameLines = withFrames

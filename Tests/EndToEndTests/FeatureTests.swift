@@ -60,3 +60,45 @@ struct FeatureTests {
         #expect(b.status == 2 && b.stderrText.contains("--segment-min"))
     }
 }
+
+/// `--scene` against PySceneDetect's ContentDetector (the `scenedetect` package in the venv).
+@Suite(.enabled(if: TestEnv.hasAssets && TestEnv.hasPython), .serialized)
+struct SceneTests {
+    /// The four shared videos, scaled to 320x240 at 25 fps and concatenated (682 frames; hard cuts
+    /// between them, inside slideshow_dev.mp4 every 2 s, and inside bikes and bigbuckbunny).
+    static func concatenatedClip() throws -> String {
+        let dir = try TestEnv.tempDir("framepipe-scene")
+        let out = dir.path + "/concat.mp4"
+        let names = ["slideshow_dev.mp4", "bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4"]
+        let inputs = names.map { "-i '\(TestEnv.asset("videos/" + $0))'" }.joined(separator: " ")
+        let chains = names.indices.map { "[\($0):v]scale=320:240,setsar=1,fps=25[v\($0)]" }.joined(separator: ";")
+        let labels = names.indices.map { "[v\($0)]" }.joined()
+        let r = try shell("ffmpeg -loglevel error -y \(inputs) -filter_complex '\(chains);\(labels)concat=n=4:v=1:a=0[v]' "
+                          + "-map '[v]' -c:v libx264 -g 50 -pix_fmt yuv420p '\(out)'")
+        try #require(r.status == 0, "ffmpeg: \(r.stderrText)")
+        return out
+    }
+
+    @Test func sceneCutsAgreeWithPySceneDetect() throws {
+        let clip = try Self.concatenatedClip()
+        let py = try shell("'\(TestEnv.python)' -c 'from scenedetect import detect, ContentDetector; "
+                           + "print(\" \".join(str(s[0].frame_num) for s in detect(\"\(clip)\", ContentDetector())))'")
+        try #require(py.status == 0, "PySceneDetect (scripts/setup --deps installs scenedetect): \(py.stderrText)")
+        let reference = py.stdoutText.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
+        #expect(reference.count >= 8, "PySceneDetect found \(reference)")
+        // ContentDetector's default minimum scene length is 15 frames: 0.6 s at 25 fps.
+        let r = try framepipe(["run", "--model", FeatureTests.model, "--quiet", "--top-k", "1",
+                               "--scene", "0.3", "--scene-min-gap", "0.6", clip])
+        #expect(r.status == 0, "\(r.stderrText)")
+        let ours = try r.lines.map { (try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["frame"] as! Int }
+        #expect(ours.count == reference.count, "framepipe \(ours), PySceneDetect \(reference)")
+        for (a, b) in zip(ours, reference) { #expect(abs(a - b) <= 1, "framepipe \(ours), PySceneDetect \(reference)") }
+    }
+
+    @Test func sceneFlagsAreCheckedUpFront() throws {
+        let a = try framepipe(["run", "--model", FeatureTests.model, "--scene", "1.5", FeatureTests.slideshow])
+        #expect(a.status == 2 && a.stderrText.contains("--scene"))
+        let b = try framepipe(["run", "--model", FeatureTests.model, "--scene-min-gap", "1", FeatureTests.slideshow])
+        #expect(b.status == 2 && b.stderrText.contains("--scene-min-gap"))
+    }
+}
