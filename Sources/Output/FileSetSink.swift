@@ -28,6 +28,8 @@ public final class FileSetSink: FrameSink {
     private let csv: AtomicFile?
     /// `STEM.segments.csv` with `--segments`.
     private let segmentsCSV: AtomicFile?
+    /// `STEM.pooled.npy` ([1, dim]) with `--pool`, once the pooled embedding is written.
+    private var pooledNPY: NPYWriter?
     private var npy: NPYWriter?
     private let embeddingDim: Int
     private var lineBuffer: [UInt8] = []
@@ -39,6 +41,7 @@ public final class FileSetSink: FrameSink {
         if embeddingDim > 0 { p.append(directory + "/" + stem + ".npy") }
         if csv != nil { p.append(directory + "/" + stem + ".csv") }
         if segmentsCSV != nil { p.append(directory + "/" + stem + ".segments.csv") }
+        if pooledNPY != nil { p.append(directory + "/" + stem + ".pooled.npy") }
         return p
     }
 
@@ -70,6 +73,15 @@ public final class FileSetSink: FrameSink {
         } else {
             segmentsCSV = nil
         }
+    }
+
+    /// The input's pooled embedding: its record in `STEM.jsonl` and `STEM.pooled.npy` (one row).
+    public func writePooled(mode: PoolMode, frames: Int, embedding: [Float]) throws {
+        try jsonl.write(RecordEncoder.pooledLine(input: input, mode: mode, frames: frames, embedding: embedding,
+                                                 encoding: options.embeddingEncoding))
+        let npy = try NPYWriter(path: directory + "/" + stem + ".pooled.npy", dim: embedding.count)
+        pooledNPY = npy
+        try embedding.withUnsafeBufferPointer { try npy.append($0) }
     }
 
     /// A closed label segment: its record in `STEM.jsonl` and a row in `STEM.segments.csv`.
@@ -105,6 +117,7 @@ public final class FileSetSink: FrameSink {
             try npy?.finish()
             try csv?.commit()
             try segmentsCSV?.commit()
+            try pooledNPY?.finish()
             try jsonl.commit()  // last: a present .jsonl means the set is complete
         } catch {
             abandon()
@@ -113,6 +126,6 @@ public final class FileSetSink: FrameSink {
     }
 
     public func abandon() {
-        jsonl.abandon(); npy?.abandon(); csv?.abandon(); segmentsCSV?.abandon()
+        jsonl.abandon(); npy?.abandon(); csv?.abandon(); segmentsCSV?.abandon(); pooledNPY?.abandon()
     }
 }

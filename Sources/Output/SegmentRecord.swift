@@ -47,3 +47,27 @@ extension RecordEncoder {
          String(FrameRecord.roundedPTS(s.end)), String(s.frames), String(Float(s.scoreMean))]
     }
 }
+
+/// How `--pool` combines an input's frame embeddings.
+public enum PoolMode: String, Sendable, CaseIterable {
+    case mean, max
+}
+
+extension RecordEncoder {
+    /// `{"v":1,"input":..,"pooled":"mean","frames":n,"embedding":[..]}` (or `embedding_b64`) + newline.
+    public static func pooledLine(input: String, mode: PoolMode, frames: Int, embedding: [Float],
+                                  encoding: EmbeddingEncoding) -> [UInt8] {
+        var w = JSONObjectWriter()
+        w.field("v", outputSchemaVersion)
+        w.field("input", input)
+        w.field("pooled", mode.rawValue)
+        w.field("frames", frames)
+        embedding.withUnsafeBufferPointer { e in
+            switch encoding {
+            case .json: w.field("embedding", floats: e)
+            case .base64: w.field("embedding_b64", Data(buffer: e).base64EncodedString())
+            }
+        }
+        return w.finishLine()
+    }
+}

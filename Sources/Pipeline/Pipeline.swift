@@ -23,6 +23,8 @@ public struct PipelineOptions {
     public var segmentMin: Double?
     /// Frame records on stdout (false with `--segments` alone: only segment records).
     public var frameLines = true
+    /// `--pool`: one pooled embedding per input, as its own record (nil: off).
+    public var pool: PoolMode?
     /// `--scene`: keep only scene changes (and the first frame), judged on the scaled sample (nil: off).
     public var scene: (threshold: Double, minGap: Double, std: [Float])?
 
@@ -348,6 +350,7 @@ public final class Pipeline: @unchecked Sendable {
         var sinks: [Int: FrameSink] = [:]
         var finished = Set<Int>()
         var trackers: [Int: SegmentTracker] = [:]
+        var poolers: [Int: EmbeddingPooler] = [:]
 
         /// A segment record goes to stdout (or the input's files) as soon as it closes.
         func emitSegment(_ job: Job, _ segment: LabelSegment?) {
@@ -391,6 +394,20 @@ public final class Pipeline: @unchecked Sendable {
             if let tracker = trackers.removeValue(forKey: job.number), !isCancelled {
                 var t = tracker
                 emitSegment(job, t.finish())
+            }
+            if let pooler = poolers.removeValue(forKey: job.number), !isCancelled, let e = pooler.result {
+                if let stdout, job.plan.makeSink == nil {
+                    try? stdout.write(RecordEncoder.pooledLine(input: job.plan.name, mode: pooler.mode, frames: pooler.frames,
+                                                               embedding: e, encoding: options.emit.embeddingEncoding))
+                }
+                if let fs = sinks[job.number] as? FileSetSink {
+                    do { try fs.writePooled(mode: pooler.mode, frames: pooler.frames, embedding: e) } catch {
+                        fs.abandon()
+                        sinks[job.number] = nil
+                        job.sinkFailed = true
+                        job.fail("\(error)")
+                    }
+                }
             }
             outcome.framesEmitted = job.emitted
             if let error, !(isCancelled && error == "cancelled") {
@@ -440,6 +457,9 @@ public final class Pipeline: @unchecked Sendable {
                             }
                             let rec = FrameRecord(input: job.plan.name, frame: meta.index, pts: meta.pts,
                                                   keyframe: meta.keyframe, labels: labels, embedding: emb)
+                            if let mode = options.pool, let emb {
+                                poolers[job.number, default: EmbeddingPooler(mode: mode)].add(emb)
+                            }
                             if let min = options.segmentMin {
                                 let closed = trackers[job.number, default: SegmentTracker(minDuration: min)]
                                     .add(pts: meta.pts, top: labels.first)

@@ -11,6 +11,7 @@ enum EmitChoice: String, ExpressibleByArgument, CaseIterable {
 }
 
 extension EmbeddingEncoding: ExpressibleByArgument {}
+extension PoolMode: ExpressibleByArgument {}
 
 /// `framepipe run`: the main job, video in, labels and embeddings out.
 struct RunCommand: ParsableCommand {
@@ -80,6 +81,9 @@ struct RunCommand: ParsableCommand {
         "With --scene: seconds at least between two kept frames.", valueName: "seconds"))
     var sceneMinGap = 0.0
 
+    @Option(name: .long, help: "With --emit embedding or both: one pooled (mean or max) embedding per input, as its own record (NAME.pooled.npy with --output-dir).")
+    var pool: PoolMode?
+
     @Flag(name: .shortAndLong, help: "No progress line or summary on stderr.")
     var quiet = false
 
@@ -100,6 +104,7 @@ struct RunCommand: ParsableCommand {
         if let scene, !(scene >= 0 && scene <= 1) { throw Failure.usage("--scene must be a score from 0 to 1") }
         if !(sceneMinGap.isFinite && sceneMinGap >= 0) { throw Failure.usage("--scene-min-gap must be a number of seconds >= 0") }
         if sceneMinGap > 0 && scene == nil { throw Failure.usage("--scene-min-gap goes with --scene") }
+        if pool != nil && emit == .labels { throw Failure.usage("--pool needs embeddings: use --emit embedding or both") }
         if withFrames && !segments { throw Failure.usage("--with-frames goes with --segments") }
     }
 
@@ -124,6 +129,7 @@ struct RunCommand: ParsableCommand {
         options.topK = topK
         options.minScore = minScore
         options.labelNames = loaded.labels
+        options.pool = pool
         if let scene { options.scene = (scene, sceneMinGap, loaded.preprocess.std) }
         if segments {
             options.segmentMin = segmentMin

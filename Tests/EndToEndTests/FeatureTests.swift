@@ -102,3 +102,52 @@ struct SceneTests {
         #expect(b.status == 2 && b.stderrText.contains("--scene-min-gap"))
     }
 }
+
+/// `--pool`: the pooled record equals the mean (max) of the frame embeddings written beside it.
+@Suite(.enabled(if: TestEnv.hasAssets), .serialized)
+struct PoolTests {
+    static let carphone = TestEnv.asset("videos/carphone_pristine.mp4")
+
+    @Test func pooledRecordIsTheMeanAndMaxOfTheFrames() throws {
+        for mode in ["mean", "max"] {
+            let r = try framepipe(["run", "--model", FeatureTests.model, "--quiet", "--emit", "embedding",
+                                   "--every", "10", "--pool", mode, Self.carphone])
+            #expect(r.status == 0, "\(r.stderrText)")
+            let objs = try r.lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+            #expect(objs.count == 13)  // 12 frames (120 / 10), then the pooled record
+            let frames = objs.dropLast().map { ($0["embedding"] as! [Double]) }
+            let pooled = try #require(objs.last)
+            #expect(pooled["pooled"] as? String == mode && pooled["frames"] as? Int == 12)
+            let got = try #require(pooled["embedding"] as? [Double])
+            #expect(got.count == 1280)
+            for i in 0..<1280 {
+                let column = frames.map { $0[i] }
+                let want = mode == "mean" ? column.reduce(0, +) / Double(column.count) : column.max()!
+                if abs(got[i] - want) > 1e-4 * max(1, abs(want)) {
+                    Issue.record("\(mode) element \(i): \(got[i]) != \(want)")
+                    break
+                }
+            }
+        }
+    }
+
+    @Test(.enabled(if: TestEnv.hasPython))
+    func pooledNPYMatchesTheFrameNPY() throws {
+        let dir = try TestEnv.tempDir()
+        let r = try framepipe(["run", "--model", FeatureTests.model, "--quiet", "--emit", "both", "--every", "10",
+                               "--pool", "mean", "--output-dir", dir.path, Self.carphone])
+        #expect(r.status == 0, "\(r.stderrText)")
+        let py = try shell("'\(TestEnv.python)' -c 'import numpy as n; f=n.load(\"\(dir.path)/carphone_pristine.npy\"); "
+                           + "p=n.load(\"\(dir.path)/carphone_pristine.pooled.npy\"); print(f.shape, p.shape, "
+                           + "float(n.abs(f.mean(0)-p[0]).max()))'")
+        #expect(py.status == 0, "\(py.stderrText)")
+        let parts = py.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(parts.hasPrefix("(12, 1280) (1, 1280) "), "\(parts)")
+        #expect((Double(parts.split(separator: " ").last ?? "") ?? 1) < 1e-5, "\(parts)")
+    }
+
+    @Test func poolNeedsEmbeddings() throws {
+        let r = try framepipe(["run", "--model", FeatureTests.model, "--pool", "mean", Self.carphone])
+        #expect(r.status == 2 && r.stderrText.contains("--pool"))
+    }
+}
