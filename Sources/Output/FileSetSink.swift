@@ -26,6 +26,10 @@ public final class FileSetSink: FrameSink {
     private let topK: Int
     private let jsonl: AtomicFile
     private let csv: AtomicFile?
+    /// `STEM.segments.csv` with `--segments`.
+    private let segmentsCSV: AtomicFile?
+    /// `STEM.pooled.npy` ([1, dim]) with `--pool`, once the pooled embedding is written.
+    private var pooledNPY: NPYWriter?
     private var npy: NPYWriter?
     private let embeddingDim: Int
     private var lineBuffer: [UInt8] = []
@@ -36,12 +40,14 @@ public final class FileSetSink: FrameSink {
         var p = [directory + "/" + stem + ".jsonl"]
         if embeddingDim > 0 { p.append(directory + "/" + stem + ".npy") }
         if csv != nil { p.append(directory + "/" + stem + ".csv") }
+        if segmentsCSV != nil { p.append(directory + "/" + stem + ".segments.csv") }
+        if pooledNPY != nil { p.append(directory + "/" + stem + ".pooled.npy") }
         return p
     }
 
     /// Opens the temporary files. `embeddingDim` 0 writes no `.npy`; `topK` 0 writes no `.csv`.
     public init(input: String, directory: String, stem: String, options: EmitOptions,
-                embeddingDim: Int, topK: Int) throws {
+                embeddingDim: Int, topK: Int, segments: Bool = false) throws {
         self.input = input
         self.directory = directory
         self.stem = stem
@@ -60,6 +66,28 @@ public final class FileSetSink: FrameSink {
         } else {
             csv = nil
         }
+        if segments {
+            let c = try AtomicFile(finalPath: base + ".segments.csv")
+            try c.write(Array(CSV.row(RecordEncoder.segmentCSVHeader).utf8))
+            segmentsCSV = c
+        } else {
+            segmentsCSV = nil
+        }
+    }
+
+    /// The input's pooled embedding: its record in `STEM.jsonl` and `STEM.pooled.npy` (one row).
+    public func writePooled(mode: PoolMode, frames: Int, embedding: [Float]) throws {
+        try jsonl.write(RecordEncoder.pooledLine(input: input, mode: mode, frames: frames, embedding: embedding,
+                                                 encoding: options.embeddingEncoding))
+        let npy = try NPYWriter(path: directory + "/" + stem + ".pooled.npy", dim: embedding.count)
+        pooledNPY = npy
+        try embedding.withUnsafeBufferPointer { try npy.append($0) }
+    }
+
+    /// A closed label segment: its record in `STEM.jsonl` and a row in `STEM.segments.csv`.
+    public func writeSegment(_ segment: LabelSegment) throws {
+        try jsonl.write(RecordEncoder.segmentLine(input: input, segment))
+        try segmentsCSV?.write(Array(CSV.row(RecordEncoder.segmentCSVFields(segment)).utf8))
     }
 
     public func write(_ record: FrameRecord) throws {
@@ -88,6 +116,8 @@ public final class FileSetSink: FrameSink {
             }
             try npy?.finish()
             try csv?.commit()
+            try segmentsCSV?.commit()
+            try pooledNPY?.finish()
             try jsonl.commit()  // last: a present .jsonl means the set is complete
         } catch {
             abandon()
@@ -96,6 +126,6 @@ public final class FileSetSink: FrameSink {
     }
 
     public func abandon() {
-        jsonl.abandon(); npy?.abandon(); csv?.abandon()
+        jsonl.abandon(); npy?.abandon(); csv?.abandon(); segmentsCSV?.abandon(); pooledNPY?.abandon()
     }
 }

@@ -19,6 +19,14 @@ public struct PipelineOptions {
     public var minScore: Float = 0
     /// Class names in output order (nil: indices only).
     public var labelNames: [String]?
+    /// `--segments`: collapse top-1 labels into segments that need this many seconds to open (nil: off).
+    public var segmentMin: Double?
+    /// Frame records on stdout (false with `--segments` alone: only segment records).
+    public var frameLines = true
+    /// `--pool`: one pooled embedding per input, as its own record (nil: off).
+    public var pool: PoolMode?
+    /// `--scene`: keep only scene changes (and the first frame), judged on the scaled sample (nil: off).
+    public var scene: (threshold: Double, minGap: Double, std: [Float])?
 
     public init() {}
 }
@@ -262,6 +270,7 @@ public final class Pipeline: @unchecked Sendable {
         var writer: SampleWriter?
         var current: Batch?
         var deadline: Date?
+        var scene = options.scene.map { SceneFilter(threshold: $0.threshold, minGap: $0.minGap, std: $0.std) }
         func flush() {
             if let b = current {
                 if !inferLink.push(.batch(b)) { pool.push(b) }
@@ -291,6 +300,9 @@ public final class Pipeline: @unchecked Sendable {
                 do {
                     if writer == nil { writer = try job.plan.makeWriter() }
                     try scaleStats.measure { try writer!.write(frame, to: batch.nextSlot) }
+                    // A frame that is no scene change leaves its slot free for the next one.
+                    if scene?.keep(sample: UnsafeBufferPointer(start: batch.nextSlot, count: batch.sampleSize),
+                                   pts: frame.meta.pts) == false { continue }
                     batch.metas.append(frame.meta)
                 } catch {
                     job.fail("\(error)")
@@ -337,6 +349,28 @@ public final class Pipeline: @unchecked Sendable {
         var line: [UInt8] = []
         var sinks: [Int: FrameSink] = [:]
         var finished = Set<Int>()
+        var trackers: [Int: SegmentTracker] = [:]
+        var poolers: [Int: EmbeddingPooler] = [:]
+
+        /// A segment record goes to stdout (or the input's files) as soon as it closes.
+        func emitSegment(_ job: Job, _ segment: LabelSegment?) {
+            guard let segment else { return }
+            if let stdout, job.plan.makeSink == nil {
+                do { try stdout.write(RecordEncoder.segmentLine(input: job.plan.name, segment)) } catch {
+                    lock.lock(); _outputClosed = true; lock.unlock()
+                    cancel()
+                }
+            }
+            if let fs = sinks[job.number] as? FileSetSink {
+                do { try fs.writeSegment(segment) } catch {
+                    fs.abandon()
+                    sinks[job.number] = nil
+                    job.sinkFailed = true
+                    job.fail("\(error)")
+                    job.cancelReader()
+                }
+            }
+        }
 
         func sink(for job: Job) -> FrameSink? {
             if let s = sinks[job.number] { return s }
@@ -357,6 +391,24 @@ public final class Pipeline: @unchecked Sendable {
             let error = job.failure ?? endError
             var outcome = job.outcome
             outcome.error = error
+            if let tracker = trackers.removeValue(forKey: job.number), !isCancelled {
+                var t = tracker
+                emitSegment(job, t.finish())
+            }
+            if let pooler = poolers.removeValue(forKey: job.number), !isCancelled, let e = pooler.result {
+                if let stdout, job.plan.makeSink == nil {
+                    try? stdout.write(RecordEncoder.pooledLine(input: job.plan.name, mode: pooler.mode, frames: pooler.frames,
+                                                               embedding: e, encoding: options.emit.embeddingEncoding))
+                }
+                if let fs = sinks[job.number] as? FileSetSink {
+                    do { try fs.writePooled(mode: pooler.mode, frames: pooler.frames, embedding: e) } catch {
+                        fs.abandon()
+                        sinks[job.number] = nil
+                        job.sinkFailed = true
+                        job.fail("\(error)")
+                    }
+                }
+            }
             outcome.framesEmitted = job.emitted
             if let error, !(isCancelled && error == "cancelled") {
                 log("\(job.plan.name): \(error)")
@@ -405,7 +457,15 @@ public final class Pipeline: @unchecked Sendable {
                             }
                             let rec = FrameRecord(input: job.plan.name, frame: meta.index, pts: meta.pts,
                                                   keyframe: meta.keyframe, labels: labels, embedding: emb)
-                            if let stdout, job.plan.makeSink == nil {
+                            if let mode = options.pool, let emb {
+                                poolers[job.number, default: EmbeddingPooler(mode: mode)].add(emb)
+                            }
+                            if let min = options.segmentMin {
+                                let closed = trackers[job.number, default: SegmentTracker(minDuration: min)]
+                                    .add(pts: meta.pts, top: labels.first)
+                                emitSegment(job, closed)
+                            }
+                            if let stdout, job.plan.makeSink == nil, options.frameLines {
                                 line = RecordEncoder.frameLine(rec, options: options.emit, reusing: line)
                                 do {
                                     try stdout.write(line)

@@ -11,6 +11,7 @@ enum EmitChoice: String, ExpressibleByArgument, CaseIterable {
 }
 
 extension EmbeddingEncoding: ExpressibleByArgument {}
+extension PoolMode: ExpressibleByArgument {}
 
 /// `framepipe run`: the main job, video in, labels and embeddings out.
 struct RunCommand: ParsableCommand {
@@ -60,6 +61,29 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("batches-in-flight"), parsing: .unconditional, help: "Batch buffers per concurrent input.")
     var batchesInFlight = 3
 
+    @Flag(name: .long, help: "Write label segments (runs of one top-1 label) instead of frame records; each as soon as it closes.")
+    var segments = false
+
+    @Option(name: .customLong("segment-min"), parsing: .unconditional, help: ArgumentHelp(
+        "Seconds a label must hold top-1 before it opens a new segment (shorter runs stay in the current one).",
+        valueName: "seconds"))
+    var segmentMin = 0.5
+
+    @Flag(name: .customLong("with-frames"), help: "With --segments: frame records too, interleaved with the segment records.")
+    var withFrames = false
+
+    @Option(name: .long, parsing: .unconditional, help: ArgumentHelp(
+        "Keep the first frame and each scene change scoring at least T (0..1, like ffmpeg's scene score) against the previous frame.",
+        valueName: "T"))
+    var scene: Double?
+
+    @Option(name: .customLong("scene-min-gap"), parsing: .unconditional, help: ArgumentHelp(
+        "With --scene: seconds at least between two kept frames.", valueName: "seconds"))
+    var sceneMinGap = 0.0
+
+    @Option(name: .long, help: "With --emit embedding or both: one pooled (mean or max) embedding per input, as its own record (NAME.pooled.npy with --output-dir).")
+    var pool: PoolMode?
+
     @Flag(name: .shortAndLong, help: "No progress line or summary on stderr.")
     var quiet = false
 
@@ -75,6 +99,13 @@ struct RunCommand: ParsableCommand {
         if inputs.filter({ $0 == "-" }).count > 1 { throw Failure.usage("'-' (stdin) can be given once") }
         if inputs.contains("") { throw Failure.usage("an input is an empty string") }
         if outputDir == "" { throw Failure.usage("--output-dir is an empty string") }
+        if !(segmentMin.isFinite && segmentMin >= 0) { throw Failure.usage("--segment-min must be a number of seconds >= 0") }
+        if segments && emit == .embedding { throw Failure.usage("--segments needs labels: use --emit labels or both") }
+        if let scene, !(scene >= 0 && scene <= 1) { throw Failure.usage("--scene must be a score from 0 to 1") }
+        if !(sceneMinGap.isFinite && sceneMinGap >= 0) { throw Failure.usage("--scene-min-gap must be a number of seconds >= 0") }
+        if sceneMinGap > 0 && scene == nil { throw Failure.usage("--scene-min-gap goes with --scene") }
+        if pool != nil && emit == .labels { throw Failure.usage("--pool needs embeddings: use --emit embedding or both") }
+        if withFrames && !segments { throw Failure.usage("--with-frames goes with --segments") }
     }
 
     func run() throws {
@@ -98,6 +129,12 @@ struct RunCommand: ParsableCommand {
         options.topK = topK
         options.minScore = minScore
         options.labelNames = loaded.labels
+        options.pool = pool
+        if let scene { options.scene = (scene, sceneMinGap, loaded.preprocess.std) }
+        if segments {
+            options.segmentMin = segmentMin
+            options.frameLines = withFrames
+        }
 
         var naming = OutputNaming()
         let plans = inputs.map { input -> InputPlan in
@@ -107,8 +144,9 @@ struct RunCommand: ParsableCommand {
                 let emitOptions = options.emit
                 let dim = emit == .labels ? 0 : loaded.runner.embeddingDim
                 let k = emit == .embedding ? 0 : topK
+                let withSegments = segments
                 sink = { try FileSetSink(input: input, directory: dir, stem: stem, options: emitOptions,
-                                         embeddingDim: dim, topK: k) }
+                                         embeddingDim: dim, topK: k, segments: withSegments) }
             }
             return makeInputPlan(input: input, model: loaded, source: sampling.sourceOptions(for: input), sink: sink)
         }
