@@ -11,16 +11,21 @@ import PostgresNIO
 public final class Database: @unchecked Sendable {
     /// Where to connect.
     public let url: DatabaseURL
+    /// Longest wait for the server's answer to one statement, and for a connection to be ready
+    /// (TCP, startup and authentication). A server that accepts but never answers (seen while
+    /// PostgreSQL restarts) must not wedge a worker: the wait ends, the connection is dropped and
+    /// the caller retries like after any outage.
+    public let timeout: Double
     private let log: Logger
     private let lock = NSLock()
     private var connection: PostgresConnection?
     private static let ids = IDs()
 
-    public init(url: DatabaseURL, log: Logger) {
-        self.url = url; self.log = log
+    public init(url: DatabaseURL, log: Logger, timeout: Double = 30) {
+        self.url = url; self.log = log; self.timeout = timeout
     }
 
-    deinit { try? connection?.close().wait() }
+    deinit { if let c = connection { Self.closeNow(c) } }
 
     /// Runs `body` on the open connection (connecting first if needed). A connection-level failure
     /// closes the connection (the next call reconnects) and is rethrown as a `QueueError` with
@@ -33,8 +38,12 @@ public final class Database: @unchecked Sendable {
         } else {
             connection = nil
             do {
-                conn = try PostgresConnection.connect(on: PostgresConnection.defaultEventLoopGroup.any(),
-                                                      configuration: url.configuration, id: Self.ids.next(), logger: log).wait()
+                let future = PostgresConnection.connect(on: PostgresConnection.defaultEventLoopGroup.any(),
+                                                        configuration: url.configuration, id: Self.ids.next(), logger: log)
+                do { conn = try Self.wait(future, timeout: min(timeout, 10), what: "connection setup") } catch {
+                    future.whenSuccess { late in Self.closeNow(late) }  // ready after we gave up: not ours to keep
+                    throw error
+                }
             } catch {
                 let (text, _) = QueueError.describe(error)
                 throw QueueError("\(url): cannot connect: \(text)", isConnection: true)
@@ -42,11 +51,11 @@ public final class Database: @unchecked Sendable {
             connection = conn
         }
         do {
-            return try body(Session(connection: conn, log: log))
+            return try body(Session(connection: conn, log: log, timeout: timeout))
         } catch {
             let (text, isConnection) = QueueError.describe(error)
             if isConnection || conn.isClosed {
-                try? conn.close().wait()
+                Self.closeNow(conn)  // not waited for: a wedged server must not wedge us
                 connection = nil
                 throw QueueError("\(url): \(text)", isConnection: true)
             }
@@ -72,7 +81,34 @@ public final class Database: @unchecked Sendable {
     /// Closes the connection (the next call opens a new one).
     public func close() {
         lock.lock(); let c = connection; connection = nil; lock.unlock()
-        try? c?.close().wait()
+        if let c {
+            let f: EventLoopFuture<Void> = c.close()
+            _ = try? Self.wait(f, timeout: 5, what: "close")
+        }
+    }
+
+    /// Starts closing `c` without waiting for it.
+    static func closeNow(_ c: PostgresConnection) {
+        let f: EventLoopFuture<Void> = c.close()
+        f.whenFailure { _ in }  // already closed: nothing to do
+    }
+
+    /// Waits for `future` at most `timeout` seconds (`EventLoopFuture.wait` has no limit).
+    static func wait<T>(_ future: EventLoopFuture<T>, timeout: Double, what: String) throws -> T {
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox<T>()
+        future.whenComplete { box.set($0); done.signal() }
+        if done.wait(timeout: .now() + timeout) == .timedOut {
+            throw QueueError("no answer from the server within \(Int(timeout)) s (\(what))", isConnection: true)
+        }
+        return try box.get()
+    }
+
+    private final class ResultBox<T>: @unchecked Sendable {
+        private let lock = NSLock()
+        private var result: Result<T, Error>?
+        func set(_ r: Result<T, Error>) { lock.lock(); result = r; lock.unlock() }
+        func get() throws -> T { lock.lock(); defer { lock.unlock() }; return try result!.get() }
     }
 
     private final class IDs: @unchecked Sendable {
@@ -86,16 +122,17 @@ public final class Database: @unchecked Sendable {
 public struct Session {
     let connection: PostgresConnection
     let log: Logger
+    let timeout: Double
 
     /// Runs `query` and returns its rows.
     @discardableResult
     public func query(_ query: PostgresQuery) throws -> PostgresQueryResult {
-        try connection.query(query, logger: log).wait()
+        try Database.wait(connection.query(query, logger: log), timeout: timeout, what: "query")
     }
 
     /// Runs `query`; returns the number of rows it changed.
     @discardableResult
     public func execute(_ query: PostgresQuery) throws -> Int {
-        try connection.query(query, logger: log).wait().metadata.rows ?? 0
+        try Database.wait(connection.query(query, logger: log), timeout: timeout, what: "query").metadata.rows ?? 0
     }
 }

@@ -128,12 +128,12 @@ public final class JobQueue: @unchecked Sendable {
             if i > 0 { sql += "," }
             sql += "($\(n + 1),$\(n + 2),$\(n + 3),$\(n + 4),$\(n + 5)::jsonb,$\(n + 6)::real[])"
             n += 6
-            try binds.append(job)
-            try binds.append(r.frame)
-            try binds.append(r.pts)
-            try binds.append(r.keyframe)
-            try binds.append(r.labelsJSON)
-            try binds.append(r.embedding)
+            binds.append(job)
+            binds.append(r.frame)
+            binds.append(r.pts)
+            binds.append(r.keyframe)
+            binds.append(r.labelsJSON)
+            binds.append(r.embedding)
         }
         return PostgresQuery(unsafeSQL: sql, binds: binds)
     }
@@ -157,7 +157,7 @@ public final class JobQueue: @unchecked Sendable {
 
     /// Gives `job` back (a graceful stop interrupted it): pending at once, the claim not counted.
     public func release(_ job: ClaimedJob, worker: String) throws {
-        try db.with { s in
+        _ = try db.with { s in
             try s.execute("""
                 UPDATE framepipe_jobs SET state = 'pending', attempts = attempts - 1, lease_until = NULL, not_before = now()
                 WHERE id = \(job.id) AND worker = \(worker) AND attempts = \(job.attempt) AND state = 'running'
