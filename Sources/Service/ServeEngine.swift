@@ -129,6 +129,10 @@ final class CountingSink: FrameSink {
         metrics.add("framepipe_frames_emitted_total", ["source": source])
     }
     func finish(error: String?) throws { try inner.finish(error: error) }
+    func finish(error: String?, completion: @escaping @Sendable (Error?) -> Void) {
+        inner.finish(error: error, completion: completion)
+    }
+    var outputPaths: [String] { inner.outputPaths }
     func abandon() { inner.abandon() }
 }
 
