@@ -26,35 +26,46 @@ public struct OutputError: Error, CustomStringConvertible, Sendable {
 ///
 /// `commit()` flushes the data (`fsync`), renames (`rename(2)`, atomic within one file system) and
 /// then fsyncs the folder so the rename itself survives a crash. A failed write leaves only the
-/// temporary file, which `abandon()` (or `deinit`, if never committed) removes.
-public final class AtomicFile {
+/// temporary file, which `abandon()` (or `deinit`, if never committed) removes. Several files that
+/// must appear together go through `FileSetCommit`, which uses the steps below one by one.
+///
+/// Used from one thread at a time (the writer's, then whichever thread commits).
+public final class AtomicFile: @unchecked Sendable {
     /// The name the file gets on commit.
     public let finalPath: String
     /// The temporary name used while writing (`.NAME.partial-<pid>-<n>` in the same folder).
     public let tempPath: String
+    /// The folder both names are in.
+    public let directory: String
+    /// The system calls it makes (tests inject failures).
+    public let io: FileIO
     private var fd: Int32
-    private var committed = false
+    private var state = State.writing
+    private var backup: String?
     private var buffer: [UInt8] = []
     private static let bufferLimit = 1 << 16
     nonisolated(unsafe) private static var counter = 0
     private static let counterLock = NSLock()
 
+    private enum State { case writing, prepared, published, committed, abandoned }
+
     /// Prefix of every temporary file name, so leftovers can be recognised and cleaned.
     public static let tempMarker = ".partial-"
 
     /// Opens a new temporary file beside `finalPath`.
-    public init(finalPath: String) throws {
+    public init(finalPath: String, io: FileIO = .system) throws {
         self.finalPath = finalPath
+        self.io = io
         let url = URL(fileURLWithPath: finalPath)
-        let dir = url.deletingLastPathComponent().path
+        directory = url.deletingLastPathComponent().path
         Self.counterLock.lock(); Self.counter += 1; let n = Self.counter; Self.counterLock.unlock()
-        tempPath = dir + "/." + url.lastPathComponent + Self.tempMarker + "\(getpid())-\(n)"
+        tempPath = directory + "/." + url.lastPathComponent + Self.tempMarker + "\(getpid())-\(n)"
         fd = open(tempPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 { throw OutputError(path: tempPath, operation: "create") }
     }
 
     deinit {
-        if !committed { abandon() }
+        if state != .committed { abandon() }
     }
 
     /// Appends bytes (buffered).
@@ -71,7 +82,8 @@ public final class AtomicFile {
     /// Writes out the buffer.
     public func flush() throws {
         guard !buffer.isEmpty else { return }
-        if let code = buffer.withUnsafeBytes({ writeAll(fd, $0) }) {
+        precondition(fd >= 0, "write after commit or abandon")
+        if let code = buffer.withUnsafeBytes({ io.write(tempPath, fd, $0) }) {
             throw OutputError(path: tempPath, operation: "write", code: code)
         }
         buffer.removeAll(keepingCapacity: true)
@@ -84,22 +96,62 @@ public final class AtomicFile {
         if n != bytes.count { throw OutputError(path: tempPath, operation: "rewrite header") }
     }
 
-    /// Flushes, fsyncs, renames to `finalPath` and fsyncs the folder.
+    /// Flushes, fsyncs, renames to `finalPath` and fsyncs the folder; on a failure nothing is
+    /// left under the final name (an earlier file there stays as it was).
     public func commit() throws {
-        precondition(!committed && fd >= 0)
+        try FileSetCommit.commit([self])
+    }
+
+    /// Step 1 of a commit: flush, fsync and close the temporary file.
+    func prepare() throws {
+        precondition(state == .writing && fd >= 0)
         try flush()
-        if fsync(fd) != 0 { throw OutputError(path: tempPath, operation: "fsync") }
-        if close(fd) != 0 { fd = -1; throw OutputError(path: tempPath, operation: "close") }
+        if let code = io.fsync(tempPath, fd) { throw OutputError(path: tempPath, operation: "fsync", code: code) }
+        let closed = close(fd)
         fd = -1
-        if rename(tempPath, finalPath) != 0 { throw OutputError(path: finalPath, operation: "rename") }
-        committed = true
-        Self.syncDirectory(of: finalPath)
+        if closed != 0 { throw OutputError(path: tempPath, operation: "close") }
+        state = .prepared
+    }
+
+    /// Step 2: rename into place, keeping a file already under the final name as a backup
+    /// (a hard link under a temporary name) until the whole set is committed.
+    func publish() throws {
+        precondition(state == .prepared)
+        var st = stat()
+        if lstat(finalPath, &st) == 0 {
+            let b = tempPath + ".previous"
+            if link(finalPath, b) == 0 { backup = b }
+        }
+        if let code = io.rename(tempPath, finalPath) {
+            if let b = backup { unlink(b); backup = nil }
+            throw OutputError(path: finalPath, operation: "rename", code: code)
+        }
+        state = .published
+    }
+
+    /// Rolls a `publish()` back: the earlier file returns under the final name, or the name goes.
+    func unpublish() {
+        guard state == .published else { return }
+        if let b = backup {
+            Glibc.rename(b, finalPath)
+            backup = nil
+        } else {
+            unlink(finalPath)
+        }
+        state = .abandoned
+    }
+
+    /// Step 3, once the whole set is in place: forget the backup of the earlier file.
+    func dropBackup() {
+        if let b = backup { unlink(b); backup = nil }
+        state = .committed
     }
 
     /// Closes and removes the temporary file; the final name is never touched.
     public func abandon() {
         if fd >= 0 { close(fd); fd = -1 }
-        if !committed { unlink(tempPath) }
+        if state == .writing || state == .prepared { unlink(tempPath) }
+        if state != .published && state != .committed { state = .abandoned }
         buffer.removeAll()
     }
 

@@ -8,16 +8,42 @@ public protocol FrameSink: AnyObject {
     func finish(error: String?) throws
     /// Drops whatever was not finished (on an output failure or cancellation).
     func abandon()
+    /// Finishes like `finish(error:)` without making the caller wait for the sink's own work
+    /// (flushing, fsync, renames): `completion` is called once, on a thread of the sink's choosing,
+    /// with nil when the output is complete or with the error that stopped it. After this call the
+    /// caller writes nothing more to the sink. The default runs `finish(error:)` on the caller's
+    /// thread and then calls `completion`.
+    func finish(error: String?, completion: @escaping @Sendable (Error?) -> Void)
+    /// Final paths of the files this sink produces (nothing for sinks without files).
+    var outputPaths: [String] { get }
+}
+
+extension FrameSink {
+    public func finish(error: String?, completion: @escaping @Sendable (Error?) -> Void) {
+        do {
+            try finish(error: error)
+            completion(nil)
+        } catch {
+            completion(error)
+        }
+    }
+
+    public var outputPaths: [String] { [] }
 }
 
 /// Per-input files in an output folder: `STEM.jsonl` (the JSON lines), `STEM.npy` (float32
-/// [frames, dim] embeddings) and `STEM.csv` (frame, pts, top-k labels), each written under a
-/// temporary name and renamed into place only when the input is complete.
+/// [frames, dim] embeddings) and `STEM.csv` (frame, pts, top-k labels), written under temporary
+/// names and published as one set (`FileSetCommit`) when the input is complete: all files appear,
+/// `.jsonl` last, or none does.
 ///
 /// An input that fails part-way (a damaged video) still gets its files, holding every frame decoded
-/// before the damage, and its `.jsonl` ends with the error record; a failure to write (disk full)
-/// leaves no file under a final name.
-public final class FileSetSink: FrameSink {
+/// before the damage, and its `.jsonl` ends with the error record; a failure to write (disk full,
+/// at any file of the set, or a failed fsync or rename) leaves no file under a final name.
+///
+/// Threads: `write` runs on the caller's (the pipeline's emit) thread; the commit runs on the sink's
+/// own serial queue (`finish(error:completion:)`), so its fsyncs never hold up other inputs'
+/// records. `finish(error:)` is the same commit, waited for.
+public final class FileSetSink: FrameSink, @unchecked Sendable {
     public let directory: String
     public let stem: String
     /// The input these files describe (as given on the command line).
@@ -26,14 +52,17 @@ public final class FileSetSink: FrameSink {
     private let topK: Int
     private let jsonl: AtomicFile
     private let csv: AtomicFile?
+    private var npy: NPYWriter?
     /// `STEM.segments.csv` with `--segments`.
     private let segmentsCSV: AtomicFile?
     /// `STEM.pooled.npy` ([1, dim]) with `--pool`, once the pooled embedding is written.
     private var pooledNPY: NPYWriter?
-    private var npy: NPYWriter?
+    private let io: FileIO
     private let embeddingDim: Int
     private var lineBuffer: [UInt8] = []
     private var frames = 0
+    /// Commits (and abandons, so the two never overlap) run here, off the writer's thread.
+    private let commitQueue = DispatchQueue(label: "framepipe.output.commit")
 
     /// Final paths of the files this sink produces.
     public var paths: [String] {
@@ -45,9 +74,13 @@ public final class FileSetSink: FrameSink {
         return p
     }
 
+    public var outputPaths: [String] { paths }
+
     /// Opens the temporary files. `embeddingDim` 0 writes no `.npy`; `topK` 0 writes no `.csv`.
+    /// `io` carries the file system calls (tests pass failing ones).
     public init(input: String, directory: String, stem: String, options: EmitOptions,
-                embeddingDim: Int, topK: Int, segments: Bool = false) throws {
+                embeddingDim: Int, topK: Int, segments: Bool = false, io: FileIO = .system) throws {
+        self.io = io
         self.input = input
         self.directory = directory
         self.stem = stem
@@ -55,10 +88,10 @@ public final class FileSetSink: FrameSink {
         self.embeddingDim = embeddingDim
         self.topK = topK
         let base = directory + "/" + stem
-        jsonl = try AtomicFile(finalPath: base + ".jsonl")
-        if embeddingDim > 0 { npy = try NPYWriter(path: base + ".npy", dim: embeddingDim) }
+        jsonl = try AtomicFile(finalPath: base + ".jsonl", io: io)
+        if embeddingDim > 0 { npy = try NPYWriter(path: base + ".npy", dim: embeddingDim, io: io) }
         if topK > 0 {
-            let c = try AtomicFile(finalPath: base + ".csv")
+            let c = try AtomicFile(finalPath: base + ".csv", io: io)
             var header = ["frame", "pts"]
             for i in 1...topK { header += ["label\(i)", "index\(i)", "score\(i)"] }
             try c.write(Array(CSV.row(header).utf8))
@@ -67,7 +100,7 @@ public final class FileSetSink: FrameSink {
             csv = nil
         }
         if segments {
-            let c = try AtomicFile(finalPath: base + ".segments.csv")
+            let c = try AtomicFile(finalPath: base + ".segments.csv", io: io)
             try c.write(Array(CSV.row(RecordEncoder.segmentCSVHeader).utf8))
             segmentsCSV = c
         } else {
@@ -79,7 +112,7 @@ public final class FileSetSink: FrameSink {
     public func writePooled(mode: PoolMode, frames: Int, embedding: [Float]) throws {
         try jsonl.write(RecordEncoder.pooledLine(input: input, mode: mode, frames: frames, embedding: embedding,
                                                  encoding: options.embeddingEncoding))
-        let npy = try NPYWriter(path: directory + "/" + stem + ".pooled.npy", dim: embedding.count)
+        let npy = try NPYWriter(path: directory + "/" + stem + ".pooled.npy", dim: embedding.count, io: io)
         pooledNPY = npy
         try embedding.withUnsafeBufferPointer { try npy.append($0) }
     }
@@ -109,23 +142,47 @@ public final class FileSetSink: FrameSink {
         frames += 1
     }
 
+    /// Commits the set and waits for it (see `finish(error:completion:)`).
     public func finish(error: String?) throws {
-        do {
-            if let error {
-                try jsonl.write(RecordEncoder.errorLine(input: input, message: error, framesEmitted: frames))
+        let done = DispatchSemaphore(value: 0)
+        let result = CommitResult()
+        finish(error: error) { result.error = $0; done.signal() }
+        done.wait()
+        if let e = result.error { throw e }
+    }
+
+    /// Appends the error record (when `error` is set), then commits the set on the sink's queue:
+    /// every file flushed and fsynced, renamed `.npy`, `.csv`, `.jsonl`, the folder fsynced; any
+    /// failure rolls the set back. `completion` runs on that queue.
+    public func finish(error: String?, completion: @escaping @Sendable (Error?) -> Void) {
+        commitQueue.async { [self] in
+            do {
+                if let error {
+                    try jsonl.write(RecordEncoder.errorLine(input: input, message: error, framesEmitted: frames))
+                }
+                try npy?.writeFinalHeader()
+                try pooledNPY?.writeFinalHeader()
+                // .jsonl last: a present .jsonl means the set is complete.
+                try FileSetCommit.commit([npy?.file, csv, segmentsCSV, pooledNPY?.file, jsonl].compactMap { $0 })
+                completion(nil)
+            } catch {
+                abandonFiles()
+                completion(error)
             }
-            try npy?.finish()
-            try csv?.commit()
-            try segmentsCSV?.commit()
-            try pooledNPY?.finish()
-            try jsonl.commit()  // last: a present .jsonl means the set is complete
-        } catch {
-            abandon()
-            throw error
         }
     }
 
+    /// Drops the temporary files (after any commit in flight; a committed set stays).
     public func abandon() {
+        commitQueue.sync { abandonFiles() }
+    }
+
+    private func abandonFiles() {
         jsonl.abandon(); npy?.abandon(); csv?.abandon(); segmentsCSV?.abandon(); pooledNPY?.abandon()
     }
+}
+
+/// The outcome of a commit, handed from the sink's queue to the thread waiting for it.
+private final class CommitResult: @unchecked Sendable {
+    var error: Error?
 }

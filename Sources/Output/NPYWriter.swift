@@ -17,10 +17,10 @@ public final class NPYWriter {
     static let headerLength = 128  // whole preamble, a multiple of 64
 
     /// Starts a new `.npy` at `path` (through a temporary file; see `AtomicFile`).
-    public init(path: String, dim: Int) throws {
+    public init(path: String, dim: Int, io: FileIO = .system) throws {
         precondition(dim > 0)
         self.dim = dim
-        file = try AtomicFile(finalPath: path)
+        file = try AtomicFile(finalPath: path, io: io)
         try file.write(Self.header(rows: 0, dim: dim))
     }
 
@@ -47,8 +47,14 @@ public final class NPYWriter {
 
     /// Rewrites the header with the final row count and publishes the file under its final name.
     public func finish() throws {
-        try file.rewrite(at: 0, Self.header(rows: rows, dim: dim))
+        try writeFinalHeader()
         try file.commit()
+    }
+
+    /// Rewrites the header with the final row count, leaving the commit to the caller (a set of
+    /// files committed together: `FileSetCommit`).
+    public func writeFinalHeader() throws {
+        try file.rewrite(at: 0, Self.header(rows: rows, dim: dim))
     }
 
     /// Drops the temporary file.

@@ -5,29 +5,6 @@ import Media
 import Output
 import TFLiteImport
 
-/// What the user chose about the model (flags or config); nil fields come from the sidecar, then
-/// from the model itself, then from framepipe's defaults.
-public struct ModelSettings: Sendable, Equatable {
-    /// Model file (ONNX, Keras H5 or TFLite); nil: `FRAMEPIPE_MODEL`, then the default model
-    /// (`DefaultModel`).
-    public var modelPath: String?
-    public var precision: Precision = .fp32
-    /// oneDNN (OpenMP) threads; nil: oneDNN's default (all cores).
-    public var threads: Int?
-    /// Largest batch the engine is compiled for.
-    public var batchSize = 16
-    public var width: Int?
-    public var height: Int?
-    /// Per RGB channel, on 0...255 pixel values.
-    public var mean: [Float]?
-    public var std: [Float]?
-    public var resize: ResizeMode?
-    /// A text file with one class name per line, in output order.
-    public var labelsPath: String?
-
-    public init() {}
-}
-
 /// A setup problem the user must fix (bad model path, mismatched flags...).
 public struct SetupError: Error, CustomStringConvertible, Sendable {
     public let description: String

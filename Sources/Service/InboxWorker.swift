@@ -174,7 +174,7 @@ final class InboxWorker: @unchecked Sendable {
         let topK = files.contains("csv") && options.emit.labels && runner.classCount > 0 ? options.topK : 0
         let dim = files.contains("npy") ? runner.embeddingDim : 0
         let metrics = self.metrics
-        var plan = s.engine.plan(input: path, live: false, sink: { [outbox] in
+        var plan = s.engine.plan(input: path, live: false, sampling: s.config.sampling, sink: { [outbox] in
             CountingSink(try FileSetSink(input: name, directory: outbox, stem: stem, options: lines,
                                          embeddingDim: dim, topK: topK),
                          metrics: metrics, source: "inbox")

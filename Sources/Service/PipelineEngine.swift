@@ -23,30 +23,16 @@ public final class PipelineEngine: ServeEngine {
         PipelineEngine(loaded: try LoadedModel.load(settings(config)))
     }
 
-    /// The config's model part in the setup's terms (1-value mean/std apply to all three channels).
+    /// The config's model settings (the type `run` uses too) with the model file resolved.
     public static func settings(_ c: ModelConfig) throws -> ModelSettings {
-        var s = ModelSettings()
+        var s = c
         s.modelPath = try ConfigCheck.resolveModel(c, configPath: nil)
-        guard let p = Precision(rawValue: c.precision) else { throw ServiceError("unknown precision \(c.precision)") }
-        s.precision = p
-        s.threads = c.threads
-        s.batchSize = c.batch
-        s.width = c.width
-        s.height = c.height
-        s.mean = c.mean.map { $0.count == 1 ? Array(repeating: $0[0], count: 3) : $0 }
-        s.std = c.std.map { $0.count == 1 ? Array(repeating: $0[0], count: 3) : $0 }
-        if let r = c.resize {
-            guard let mode = ResizeMode(rawValue: r) else { throw ServiceError("unknown resize mode \(r)") }
-            s.resize = mode
-        }
-        s.labelsPath = c.labels
         return s
     }
 
-    public func plan(input: String, live: Bool, sink: (() throws -> FrameSink)?) -> InputPlan {
+    public func plan(input: String, live: Bool, sampling: SamplingSettings, sink: (() throws -> FrameSink)?) -> InputPlan {
         // Live streams decode with low delay (slice threads only), as `run` does for them.
-        var source = SourceOptions()
-        source.lowDelay = live
+        let source = sampling.sourceOptions(for: input, live: live)
         return makeInputPlan(input: input, model: loaded, source: source, live: live, sink: sink)
     }
 }

@@ -1,7 +1,9 @@
 import Foundation
 import Media
+import Inference
 import Output
 import Queue
+import Pipeline
 import TOMLKit
 
 /// A configuration problem, naming the file and what is wrong.
@@ -15,44 +17,81 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public var description: String { "\(path): \(message)" }
 }
 
-/// What the model part of the config asks for; compared on SIGHUP to decide whether to reload.
-public struct ModelConfig: Sendable, Equatable, Decodable {
-    /// Model file (ONNX, TFLite or Keras .h5); nil: the default model (the same lookup as `run`).
-    public var path: String?
-    /// Labels file, one per line (nil: the model's own or indices only).
-    public var labels: String?
-    /// "fp32" or "bf16".
-    public var precision: String = "fp32"
-    /// oneDNN threads (nil: all cores).
-    public var threads: Int?
-    /// Frames per model call.
-    public var batch: Int = 16
-    public var width: Int?
-    public var height: Int?
-    /// Per-channel mean and std on 0..255 pixels.
-    public var mean: [Float]?
-    public var std: [Float]?
-    /// "stretch", "center-crop" or "letterbox" (nil: the model's default).
-    public var resize: String?
+/// The `[model]` table: the same settings type as the command line's model flags
+/// (`ModelSettings`: `path`, `labels`, `precision`, `threads`, `batch`, `size` or `width`/`height`,
+/// `mean`, `std`, `resize`), with the same limits. Compared on SIGHUP to decide whether to reload.
+public typealias ModelConfig = ModelSettings
 
-    public init() {}
+extension ModelSettings: Decodable {
+    /// `model.path` (`--model`).
+    public var path: String? {
+        get { modelPath }
+        set { modelPath = newValue }
+    }
+    /// `model.labels` (`--labels`).
+    public var labels: String? {
+        get { labelsPath }
+        set { labelsPath = newValue }
+    }
+    /// `model.batch` (`--batch`).
+    public var batch: Int {
+        get { batchSize }
+        set { batchSize = newValue }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case path, labels, precision, threads, batch, width, height, mean, std, resize
+        case path, labels, precision, threads, batch, size, width, height, mean, std, resize
     }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
         path = try c.decodeIfPresent(String.self, forKey: .path)
         labels = try c.decodeIfPresent(String.self, forKey: .labels)
-        precision = try c.decodeIfPresent(String.self, forKey: .precision) ?? "fp32"
+        if let p = try c.decodeIfPresent(String.self, forKey: .precision) {
+            guard let v = Precision(rawValue: p) else {
+                throw SettingError(SettingRules.precision, "must be one of \(Precision.allCases.map(\.rawValue).joined(separator: ", ")) (got \(p))")
+            }
+            precision = v
+        }
         threads = try c.decodeIfPresent(Int.self, forKey: .threads)
-        batch = try c.decodeIfPresent(Int.self, forKey: .batch) ?? 16
-        width = try c.decodeIfPresent(Int.self, forKey: .width)
-        height = try c.decodeIfPresent(Int.self, forKey: .height)
-        mean = try c.decodeNumbers(forKey: .mean)
-        std = try c.decodeNumbers(forKey: .std)
-        resize = try c.decodeIfPresent(String.self, forKey: .resize)
+        batch = try c.decodeIfPresent(Int.self, forKey: .batch) ?? batch
+        if let size = try c.decodeIfPresent(Int.self, forKey: .size) {
+            try SettingRules.size.validate(size)
+            width = size; height = size
+        }
+        width = try c.decodeIfPresent(Int.self, forKey: .width) ?? width
+        height = try c.decodeIfPresent(Int.self, forKey: .height) ?? height
+        if let m = try c.decodeNumbers(forKey: .mean) { try setMean(m) }
+        if let v = try c.decodeNumbers(forKey: .std) { try setStd(v) }
+        if let r = try c.decodeIfPresent(String.self, forKey: .resize) {
+            guard let mode = ResizeMode(rawValue: r) else {
+                throw SettingError(SettingRules.resize, "must be one of \(ResizeMode.allCases.map(\.rawValue).joined(separator: ", ")) (got \(r))")
+            }
+            resize = mode
+        }
+    }
+}
+
+extension SamplingSettings: Decodable {
+    enum CodingKeys: String, CodingKey {
+        case stream, every, fps, keyframes, start, end, decoderThreads = "decoder_threads", maxPixels = "max_pixels",
+             ioTimeout = "io_timeout"
+    }
+
+    /// The `[sampling]` table: the same settings as `run`'s sampling and input-limit flags.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        stream = try c.decodeIfPresent(Int.self, forKey: .stream)
+        every = try c.decodeIfPresent(Int.self, forKey: .every) ?? every
+        fps = try c.decodeNumber(forKey: .fps)
+        keyframes = try c.decodeIfPresent(Bool.self, forKey: .keyframes) ?? keyframes
+        start = try c.decodeNumber(forKey: .start)
+        end = try c.decodeNumber(forKey: .end)
+        decoderThreads = try c.decodeIfPresent(Int.self, forKey: .decoderThreads) ?? decoderThreads
+        maxPixels = try c.decodeIfPresent(Int.self, forKey: .maxPixels) ?? maxPixels
+        ioTimeout = try c.decodeNumber(forKey: .ioTimeout) ?? ioTimeout
     }
 }
 
@@ -216,6 +255,10 @@ public struct ServeConfig: Sendable, Equatable {
     /// "trace" ... "critical".
     public var logLevel = "info"
     public var model = ModelConfig()
+    /// `[sampling]`: which frames of each input (inbox files and streams) are processed, and the
+    /// input limits; the same settings and limits as `run`'s `--every`, `--fps`, `--keyframes`,
+    /// `--start`/`--end`, `--stream`, `--decoder-threads`, `--max-pixels`, `--io-timeout`.
+    public var sampling = SamplingSettings()
     public var output = OutputConfig()
     public var streams: [StreamConfig] = []
     /// `[queue]` (nil: no queue worker).
@@ -258,6 +301,8 @@ public struct ServeConfig: Sendable, Equatable {
             throw ConfigError(path: path, "unknown key(s): \(keys.joined(separator: ", "))")
         } catch let e as DecodingError {
             throw ConfigError(path: path, Self.describe(e))
+        } catch let e as SettingError {
+            throw ConfigError(path: path, e.keyMessage)
         }
         var c = ServeConfig()
         if let sd = environment["STATE_DIRECTORY"]?.split(separator: ":").first, !sd.isEmpty { c.stateDir = String(sd) }
@@ -279,6 +324,7 @@ public struct ServeConfig: Sendable, Equatable {
         c.metricsListen = raw.metricsListen.flatMap { $0.isEmpty ? nil : $0 }
         if let v = raw.logLevel { c.logLevel = v }
         if let v = raw.model { c.model = v }
+        if let v = raw.sampling { c.sampling = v }
         if let v = raw.output { c.output = v }
         c.streams = raw.streams ?? []
         c.queue = raw.queue
@@ -315,15 +361,14 @@ public struct ServeConfig: Sendable, Equatable {
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) {
             throw fail("`log_level` must be one of trace, debug, info, notice, warning, error, critical")
         }
-        if !["fp32", "bf16"].contains(model.precision) { throw fail("`model.precision` must be \"fp32\" or \"bf16\"") }
-        if model.batch < 1 || model.batch > 256 { throw fail("`model.batch` must be 1...256") }
-        if let t = model.threads, t < 1 { throw fail("`model.threads` must be at least 1") }
-        for (key, v) in [("mean", model.mean), ("std", model.std)] {
-            if let v, v.count != 1 && v.count != 3 { throw fail("`model.\(key)` must have 1 or 3 values") }
-        }
-        if let s = model.std, s.contains(where: { $0 <= 0 }) { throw fail("`model.std` values must be positive") }
-        if let r = model.resize, ResizeMode(rawValue: r) == nil {
-            throw fail("`model.resize` must be \"stretch\", \"center-crop\" or \"letterbox\"")
+        // The model, sampling and label settings follow the command line's rules (`SettingRules`).
+        do {
+            try model.validate()
+            try sampling.validate()
+            try SettingRules.topK.validate(output.topK)
+            try SettingRules.minScore.validate(output.minScore)
+        } catch let e as SettingError {
+            throw fail(e.keyMessage)
         }
         for e in output.emit where !["labels", "embedding"].contains(e) {
             throw fail("`output.emit` entries must be \"labels\" or \"embedding\" (got \"\(e)\")")
@@ -334,7 +379,6 @@ public struct ServeConfig: Sendable, Equatable {
         if EmbeddingEncoding(rawValue: output.embeddingEncoding) == nil {
             throw fail("`output.embedding_encoding` must be \"json\" or \"base64\"")
         }
-        if output.topK < 0 || output.topK > 100 { throw fail("`output.top_k` must be 0...100") }
         var names = Set<String>()
         for s in streams {
             let ok = !s.name.isEmpty && !s.name.hasPrefix(".") && s.name.utf8.count <= 100
@@ -399,6 +443,7 @@ private struct RawConfig: Decodable {
     var metricsListen: String?
     var logLevel: String?
     var model: ModelConfig?
+    var sampling: SamplingSettings?
     var output: OutputConfig?
     var streams: [StreamConfig]?
     var queue: QueueConfig?
@@ -406,7 +451,7 @@ private struct RawConfig: Decodable {
     enum CodingKeys: String, CodingKey {
         case stateDir = "state_dir", inbox, outbox, doneDir = "done_dir", failedDir = "failed_dir",
              streamDir = "stream_dir", maxAttempts = "max_attempts", drainTimeout = "drain_timeout",
-             settleTime = "settle_time", retries, retryDelay = "retry_delay", metricsListen = "metrics_listen", logLevel = "log_level", model, output, streams, queue
+             settleTime = "settle_time", retries, retryDelay = "retry_delay", metricsListen = "metrics_listen", logLevel = "log_level", model, sampling, output, streams, queue
     }
 
     init(from decoder: Decoder) throws {
@@ -425,6 +470,7 @@ private struct RawConfig: Decodable {
         metricsListen = try c.decodeIfPresent(String.self, forKey: .metricsListen)
         logLevel = try c.decodeIfPresent(String.self, forKey: .logLevel)
         model = try c.decodeIfPresent(ModelConfig.self, forKey: .model)
+        sampling = try c.decodeIfPresent(SamplingSettings.self, forKey: .sampling)
         output = try c.decodeIfPresent(OutputConfig.self, forKey: .output)
         streams = try c.decodeIfPresent([StreamConfig].self, forKey: .streams)
         queue = try c.decodeIfPresent(QueueConfig.self, forKey: .queue)

@@ -10,8 +10,9 @@ public protocol ServeEngine: AnyObject {
     var runner: BatchRunner { get }
     /// Class names in output order (nil: indices only).
     var labels: [String]? { get }
-    /// The plan for one input: a file path (`live` false) or a stream URL (`live` true).
-    func plan(input: String, live: Bool, sink: (() throws -> FrameSink)?) -> InputPlan
+    /// The plan for one input: a file path (`live` false) or a stream URL (`live` true), decoded
+    /// and sampled as the config's `[sampling]` says.
+    func plan(input: String, live: Bool, sampling: SamplingSettings, sink: (() throws -> FrameSink)?) -> InputPlan
 }
 
 /// Builds an engine from the model part of the config (compiling and warming it up).
@@ -128,6 +129,10 @@ final class CountingSink: FrameSink {
         metrics.add("framepipe_frames_emitted_total", ["source": source])
     }
     func finish(error: String?) throws { try inner.finish(error: error) }
+    func finish(error: String?, completion: @escaping @Sendable (Error?) -> Void) {
+        inner.finish(error: error, completion: completion)
+    }
+    var outputPaths: [String] { inner.outputPaths }
     func abandon() { inner.abandon() }
 }
 

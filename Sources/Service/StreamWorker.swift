@@ -156,7 +156,7 @@ final class StreamWorker: @unchecked Sendable {
             let thisAttempt = attempt
             let base = frameBase
             var opened: WatchedReader?
-            var plan = s.engine.plan(input: url, live: true, sink: { CountingSink(sink, metrics: metrics, source: source) })
+            var plan = s.engine.plan(input: url, live: true, sampling: s.config.sampling, sink: { CountingSink(sink, metrics: metrics, source: source) })
             plan.name = config.name
             let open = plan.openReader
             plan.openReader = { [weak self] in

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Output
+import Pipeline
 
 /// The `framepipe` command line: video frames in, MobileNetV2 embeddings and labels out.
 @main
@@ -31,6 +32,18 @@ struct FramePipe: AsyncParsableCommand {
         OpenMPPolicy.ensurePassiveWaiting()
         LineWriter.ignoreSIGPIPE()
         let arguments = Array(CommandLine.arguments.dropFirst())
+        // `run` and `serve` stop cleanly on SIGTERM/SIGINT: catch them from the start, so one that
+        // comes while flags are parsed or the model compiles is kept for the command, not fatal.
+        switch arguments.first {
+        case "run": SignalRelay.shared.catchSignals([SIGINT, SIGTERM])
+        case "serve" where !arguments.contains("--check-config"): SignalRelay.shared.catchSignals([SIGINT, SIGTERM, SIGHUP])
+        default: break
+        }
+        // Whatever the exec above left blocked and the relay did not take is delivered as usual.
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
         var status = ExitStatus.ok.rawValue
         do {
             try checkHelpTopic(arguments)
@@ -66,8 +79,16 @@ enum OpenMPPolicy {
     static func ensurePassiveWaiting() {
         guard getenv("OMP_WAIT_POLICY") == nil else { return }
         setenv("OMP_WAIT_POLICY", "passive", 1)
+        // SIGINT/SIGTERM/SIGHUP stay blocked across the exec (the mask is inherited), so one sent
+        // while the new image loads waits for its handler (SignalRelay unblocks what it catches;
+        // main unblocks the rest) instead of killing the process.
+        var set = sigset_t(), old = sigset_t()
+        sigemptyset(&set)
+        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
+        pthread_sigmask(SIG_BLOCK, &set, &old)
         execv("/proc/self/exe", CommandLine.unsafeArgv)
         // exec failed (no /proc?): carry on with OpenMP's default policy.
+        pthread_sigmask(SIG_SETMASK, &old, nil)
     }
 }
 

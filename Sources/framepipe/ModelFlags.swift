@@ -33,22 +33,7 @@ struct ModelFlags: ParsableArguments {
     var labels: String?
 
     func validate() throws {
-        try FlagRules.threads.check(threads)
-        try FlagRules.size.check(size)
-        _ = try parseTriple(mean, "mean")
-        _ = try parseTriple(std, "std")
-    }
-
-    private func parseTriple(_ text: String?, _ name: String) throws -> [Float]? {
-        guard let text else { return nil }
-        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
-            .map { Float($0.trimmingCharacters(in: .whitespaces)) }
-        guard !parts.isEmpty, parts.allSatisfy({ $0?.isFinite == true }), parts.count == 1 || parts.count == 3 else {
-            throw Failure.usage("--\(name) takes one number or three comma-separated numbers (got '\(text)')")
-        }
-        let v = parts.map { $0! }
-        if name == "std", v.contains(where: { $0 <= 0 }) { throw Failure.usage("--std values must be positive (got '\(text)')") }
-        return v.count == 1 ? [v[0], v[0], v[0]] : v
+        _ = try settings(batchSize: ModelSettings().batchSize)
     }
 
     /// Loads, compiles and warms up the model. Any failure means the command cannot start (exit 78).
@@ -64,20 +49,24 @@ struct ModelFlags: ParsableArguments {
         }
     }
 
-    /// The settings for `LoadedModel.load`.
+    /// The settings for `LoadedModel.load`, checked by the rules the service config also uses
+    /// (`ModelSettings.validate`); a bad value is a usage error naming the flag.
     func settings(batchSize: Int) throws -> ModelSettings {
-        var s = ModelSettings()
-        s.modelPath = model
-        s.precision = precision
-        s.threads = threads
-        s.batchSize = batchSize
-        s.width = size
-        s.height = size
-        s.mean = try parseTriple(mean, "mean")
-        s.std = try parseTriple(std, "std")
-        s.resize = resize
-        s.labelsPath = labels
-        return s
+        try FlagRules.usage {
+            var s = ModelSettings()
+            s.modelPath = model
+            s.precision = precision
+            s.threads = threads
+            s.batchSize = batchSize
+            s.width = size
+            s.height = size
+            if let mean { try s.setMean(ModelSettings.parseNumbers(mean, SettingRules.mean), given: mean) }
+            if let std { try s.setStd(ModelSettings.parseNumbers(std, SettingRules.std), given: std) }
+            s.resize = resize
+            s.labelsPath = labels
+            try s.validate()
+            return s
+        }
     }
 }
 

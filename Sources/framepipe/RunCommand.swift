@@ -110,6 +110,7 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         MediaCLI.quietFFmpeg()
+        let signals = SignalCanceller()
         let outputDir = try self.outputDir.map(OutputFolder.prepare)
         let loaded = try model.load(batchSize: batch)
         if emit != .embedding && loaded.runner.classCount == 0 {
@@ -154,12 +155,12 @@ struct RunCommand: ParsableCommand {
         let pipeline = Pipeline(runner: loaded.runner, options: options,
                                 stdout: outputDir == nil ? LineWriter() : nil,
                                 log: { printError($0) })
-        let signals = SignalCanceller { pipeline.cancel() }
+        // A signal during startup (model compile) ends the run here, before any input is opened.
+        if signals.attach(pipeline), let sig = signals.received { throw ExitCode(128 + sig) }
         let progress = ProgressLine(enabled: !quiet && isatty(STDERR_FILENO) == 1) { pipeline.progress }
         progress.start()
         let report = pipeline.run(plans)
         progress.stop()
-        signals.stop()
 
         if report.outputClosed { return }  // the reader went away (`| head`): quiet, done
         if !quiet { printSummary(report) }
@@ -239,27 +240,29 @@ enum OutputFolder {
     }
 }
 
-/// Turns SIGINT/SIGTERM into a clean cancel (unfinished files are dropped, never left half-written).
+/// Turns SIGINT/SIGTERM (through the shared `SignalRelay`, as `serve`) into a clean cancel
+/// (unfinished files are dropped, never left half-written). A signal before the pipeline exists is
+/// remembered: `attach` then says so and the run stops before it starts.
 final class SignalCanceller: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
     private let lock = NSLock()
-    private var _received: Int32?
-    var received: Int32? { lock.lock(); defer { lock.unlock() }; return _received }
+    private var pipeline: Pipeline?
 
-    init(onSignal: @escaping @Sendable () -> Void) {
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            src.setEventHandler { [weak self] in
-                self?.lock.lock(); self?._received = sig; self?.lock.unlock()
-                onSignal()
-            }
-            src.resume()
-            sources.append(src)
+    init() {
+        SignalRelay.shared.catchSignals([SIGINT, SIGTERM])
+        SignalRelay.shared.setHandler { [self] _ in
+            lock.lock(); let p = pipeline; lock.unlock()
+            p?.cancel()
         }
     }
 
-    func stop() { sources.forEach { $0.cancel() } }
+    /// The first SIGINT/SIGTERM received.
+    var received: Int32? { SignalRelay.shared.received }
+
+    /// The pipeline to cancel on a signal; true when a signal already came (the caller stops).
+    func attach(_ p: Pipeline) -> Bool {
+        lock.lock(); pipeline = p; lock.unlock()
+        return received != nil
+    }
 }
 
 /// A one-line progress display on a terminal's stderr, redrawn twice a second.

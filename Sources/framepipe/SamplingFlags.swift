@@ -37,31 +37,32 @@ struct SamplingFlags: ParsableArguments {
         valueName: "seconds"))
     var ioTimeout: Double = SourceOptions.defaultIOTimeout
 
-    /// The sampling part alone.
-    var sampling: SamplingOptions {
-        SamplingOptions(every: every, fps: fps, keyframesOnly: keyframes, start: start, end: end)
+    /// The flags as the settings type the service config shares (same names and limits).
+    var settings: SamplingSettings {
+        var s = SamplingSettings()
+        s.stream = stream
+        s.every = every
+        s.fps = fps
+        s.keyframes = keyframes
+        s.start = start
+        s.end = end
+        s.decoderThreads = decoderThreads
+        s.maxPixels = maxPixels
+        s.ioTimeout = ioTimeout
+        return s
     }
+
+    /// The sampling part alone.
+    var sampling: SamplingOptions { settings.sampling }
 
     /// The options for `FrameSource` (stream, decoder threads, sampling) reading `input`; a live
     /// input (rtsp, udp, ...) decodes with low delay, so each frame is emitted as soon as it is decoded.
-    func sourceOptions(for input: String) -> SourceOptions {
-        var options = SourceOptions(streamIndex: stream, decoderThreads: decoderThreads, sampling: sampling,
-                                    maxPixels: maxPixels, ioTimeout: ioTimeout == 0 ? nil : ioTimeout)
-        options.lowDelay = isLiveInput(input)
-        return options
-    }
+    func sourceOptions(for input: String) -> SourceOptions { settings.sourceOptions(for: input) }
 
-    /// Range checks (`FlagRules`) and cross-field checks. A bad value is a usage error (exit 2).
+    /// Range and cross-field checks (`SamplingSettings.validate`, shared with the service config).
+    /// A bad value is a usage error (exit 2).
     func validate() throws {
-        try FlagRules.stream.check(stream)
-        try FlagRules.every.check(every)
-        try FlagRules.fps.check(fps)
-        try FlagRules.start.check(start)
-        try FlagRules.end.check(end)
-        try FlagRules.checkWindow(start: start, end: end)
-        try FlagRules.decoderThreads.check(decoderThreads)
-        try FlagRules.maxPixels.check(maxPixels)
-        try FlagRules.ioTimeout.check(ioTimeout)
+        try FlagRules.usage { try settings.validate() }
         if let problem = sampling.validationError { throw Failure.usage(problem) }
     }
 }

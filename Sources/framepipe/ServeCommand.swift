@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Output
 import Queue
+import Pipeline
 import Service
 import ServiceLifecycle
 
@@ -68,10 +69,13 @@ struct ServeCommand: AsyncParsableCommand {
         MediaCLI.quietFFmpeg()  // FFmpeg's own per-packet chatter stays out of the journal
         let log = Logger(label: "framepipe.serve")
         let daemon = Daemon(config: cfg, configPath: config, loader: PipelineEngine.load, log: log)
-        // Signals through our own handler (see SignalRelay for why not the group's signal sources):
-        // SIGTERM/SIGINT start the group's graceful shutdown, SIGHUP reloads.
+        // Signals through the shared relay (see SignalRelay for why not the group's signal sources):
+        // SIGTERM/SIGINT start the group's graceful shutdown, SIGHUP reloads. One that came during
+        // startup was kept by the relay and is handed over here.
         let group = ServiceGroup(services: [daemon], gracefulShutdownSignals: [], cancellationSignals: [], logger: log)
-        let relay = SignalRelay(signals: [SIGTERM, SIGINT, SIGHUP]) { sig in
+        let relay = SignalRelay.shared
+        relay.catchSignals([SIGTERM, SIGINT, SIGHUP])
+        relay.setHandler { sig in
             log.debug("signal \(sig) received")
             if sig == SIGHUP {
                 daemon.requestReload()
@@ -82,10 +86,11 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             try await group.run()
         } catch {
+            // Stopped before the group ran (a SIGTERM during startup): nothing to drain.
+            if relay.received != nil { return }
             log.critical("\(error)")
             throw ExitCode.failure
         }
-        withExtendedLifetime(relay) {}
     }
 
     /// `--check-config` for `[queue]`: the database answers and its schema is one this binary can use.

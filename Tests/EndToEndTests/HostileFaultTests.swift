@@ -15,8 +15,7 @@ struct HostileFaultTests {
     static let carphone = TestEnv.asset("videos/carphone_pristine.mp4")
     static let bunny = TestEnv.asset("videos/bigbuckbunny.mp4")
 
-    /// bigbuckbunny looped 4 times, 528 frames of 1280x720: long enough to be interrupted. (Not named
-    /// long.mp4: RunTests finds its own process with pgrep/pkill on that name.)
+    /// bigbuckbunny looped 4 times, 528 frames of 1280x720: long enough to be interrupted.
     static func longVideo(in dir: URL) throws -> String {
         let path = dir.appendingPathComponent("looped.mp4").path
         let r = try shell("ffmpeg -v error -y -stream_loop 3 -i '\(bunny)' -an -c copy '\(path)'")

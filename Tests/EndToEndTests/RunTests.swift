@@ -143,18 +143,20 @@ struct RunTests {
         try process.run()
         var samples: [Int] = []
         let deadline = Date().addingTimeInterval(25)
+        // framepipe is a child of the bash we started: found by its parent, never by name.
+        var framepipePID: Int32?
         while Date() < deadline && process.isRunning {
             Thread.sleep(forTimeInterval: 1)
-            let pid = try shell("pgrep -n -f 'framepipe run --model .*long.mp4'").stdoutText
-                .trimmingCharacters(in: .whitespacesAndNewlines)
+            if framepipePID == nil { framepipePID = childPID(of: process.processIdentifier, executable: TestEnv.framepipe) }
+            guard let pid = framepipePID else { continue }
             if let kb = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
                 .split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })?
                 .split(separator: " ").dropFirst().first.flatMap({ Int($0) }) {
                 samples.append(kb)
             }
         }
+        if let pid = framepipePID { kill(pid, SIGTERM) }
         process.terminate()
-        _ = try? shell("pkill -f 'framepipe run --model .*long.mp4'")
         process.waitUntilExit()
         try #require(samples.count >= 10, "too few RSS samples: \(samples)")
         // After warm-up, RSS stays within a small band while the reader lags far behind.
@@ -218,4 +220,20 @@ struct RunTests {
         #expect(noFolder.status == 78, "\(noFolder.stderrText)")
         #expect(missing.stderrText.contains("/nonexistent/model.onnx"))
     }
+}
+
+/// The PID of the child of `parent` running `executable` (read from /proc: the children list of
+/// each of its threads and their /proc/PID/exe), nil when there is none yet.
+func childPID(of parent: Int32, executable: String) -> Int32? {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(parent)/task")) ?? []
+    let target = URL(fileURLWithPath: executable).resolvingSymlinksInPath().path
+    for task in tasks {
+        let text = (try? String(contentsOfFile: "/proc/\(parent)/task/\(task)/children", encoding: .utf8)) ?? ""
+        for word in text.split(separator: " ") {
+            guard let pid = Int32(word) else { continue }
+            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
+            if exe == target { return pid }
+        }
+    }
+    return nil
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Pipeline
 import Testing
 import TestSupport
 @testable import Service
@@ -17,6 +18,7 @@ import TestSupport
         #expect(c.settleTime == 2 && c.retries == 1 && c.retryDelay == 10)
         #expect(c.model.path == nil)  // the default model
         #expect(c.model.batch == 16)
+        #expect(c.sampling == SamplingSettings())  // the example spells out the defaults
         #expect(c.output.topK == 5)
         #expect(c.output.emitOptions.labels && !c.output.emitOptions.embedding)  // lines: labels only
         #expect(c.output.files == ["npy", "csv"] && c.output.setComputeOptions.embedding)  // ... the .npy has the embeddings
@@ -71,7 +73,7 @@ import TestSupport
         ("inbox = \"/in\"\noutbox = \"/in\"\n", "must be different folders"),
         ("inbox = \"/in\"\noutbox = \"/out\"\nmetrics_listen = \"localhost\"\n", "`metrics_listen` must be IPv4:port"),
         ("inbox = \"/in\"\noutbox = \"/out\"\n[model]\nprecision = \"int8\"\n", "`model.precision`"),
-        ("inbox = \"/in\"\noutbox = \"/out\"\n[model]\nmean = [1.0, 2.0]\n", "`model.mean` must have 1 or 3 values"),
+        ("inbox = \"/in\"\noutbox = \"/out\"\n[model]\nmean = [1.0, 2.0]\n", "`model.mean` takes one number or three numbers, R,G,B (got 1,2)"),
         ("inbox = \"/in\"\noutbox = \"/out\"\n[output]\nemit = [\"pixels\"]\n", "`output.emit` entries"),
         ("[[streams]]\nname = \"../x\"\nurl = \"udp://127.0.0.1:1\"\n", "stream name \"../x\""),
         ("[[streams]]\nname = \"a\"\nurl = \"u\"\n[[streams]]\nname = \"a\"\nurl = \"v\"\n", "used twice"),

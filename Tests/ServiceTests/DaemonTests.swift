@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Pipeline
 import Testing
 import TestSupport
 @testable import Service
@@ -66,6 +67,27 @@ import TestSupport
         #expect(later.contains { $0.hasPrefix("STATUS=") })  // status still reported
         daemon.stop()
         #expect(FileManager.default.fileExists(atPath: env.inbox + "/hang.mp4"))  // left to redo
+    }
+
+    @Test func samplingSettingsReachEveryInputsPlan() throws {
+        let env = try Env()
+        defer { env.cleanup() }
+        env.write(env.config(extra: "[sampling]\nevery = 3\nfps = 2.5\nkeyframes = true\nstart = 1\nend = 9\nio_timeout = 0\n"))
+        try FileManager.default.createDirectory(atPath: env.inbox, withIntermediateDirectories: true)
+        let config = try ServeConfig.load(path: env.configPath)
+        let engine = Locked<FakeEngine?>(nil)
+        let daemon = Daemon(config: config, configPath: env.configPath,
+                            loader: { let e = FakeEngine(model: $0); engine.set(e); return e },
+                            notifier: SDNotifier(socketPath: nil), log: Logger(label: "test"), watchdogInterval: 2)
+        try daemon.start()
+        writeFile(env.inbox + "/a.mp4", "FAKE 3")
+        #expect(eventually { FileManager.default.fileExists(atPath: env.inbox + "/done/a.mp4") })
+        daemon.stop()
+        let got = try #require(engine.get()?.samplings[env.inbox + "/a.mp4"])
+        #expect(got == config.sampling)
+        #expect(got.every == 3 && got.fps == 2.5 && got.keyframes && got.start == 1 && got.end == 9)
+        let source = got.sourceOptions(for: env.inbox + "/a.mp4", live: false)
+        #expect(source.sampling.every == 3 && source.sampling.keyframesOnly && source.ioTimeout == nil && !source.lowDelay)
     }
 
     @Test func goodFileCompletesCorruptFileFailsWithReason() throws {
@@ -222,4 +244,13 @@ import TestSupport
         #expect(lines[firstGap]["frames"] as? Int == 12)
         #expect(daemon.metrics.value("framepipe_reconnects_total", ["source": "cam"]) >= 2)
     }
+}
+
+/// A value behind a lock, for closures that run on other threads.
+final class Locked<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ value: T) { self.value = value }
+    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
+    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
 }

@@ -82,8 +82,13 @@ final class FakeEngine: ServeEngine {
     let labels: [String]? = ["zero", "one", "two", "three", "four"]
     let model: ModelConfig
     init(model: ModelConfig) { self.model = model }
-    func plan(input: String, live: Bool, sink: (() throws -> FrameSink)?) -> InputPlan {
-        InputPlan(name: input, live: live, openReader: { try FakeReader(input: input) },
+    private let lock = NSLock()
+    private var _samplings: [String: SamplingSettings] = [:]
+    /// The `[sampling]` settings each input's plan was made with.
+    var samplings: [String: SamplingSettings] { lock.lock(); defer { lock.unlock() }; return _samplings }
+    func plan(input: String, live: Bool, sampling: SamplingSettings, sink: (() throws -> FrameSink)?) -> InputPlan {
+        lock.lock(); _samplings[input] = sampling; lock.unlock()
+        return InputPlan(name: input, live: live, openReader: { try FakeReader(input: input) },
                   makeWriter: { FakeWriter() }, makeSink: sink)
     }
 }

@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `run` and `serve` share one signal path (`SignalRelay`): a SIGTERM or SIGINT is never lost and
+/// never kills the process with its default action, also when it comes during startup, while the
+/// model compiles. Each test signals only the PID it started.
+@Suite(.enabled(if: TestEnv.hasAssets), .serialized)
+struct SignalTests {
+    static let model = TestEnv.asset("models/mobilenet_v2_1.0_224_imagenet.onnx")
+    static let bunny = TestEnv.asset("videos/bigbuckbunny.mp4")
+
+    /// Starts framepipe with `arguments`, sends `sig` after `delay` seconds, waits up to 60 s.
+    func signalled(_ arguments: [String], _ sig: Int32, after delay: Double) throws -> (Process, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestEnv.framepipe)
+        p.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        Thread.sleep(forTimeInterval: delay)
+        kill(p.processIdentifier, sig)
+        var waited = 0.0
+        while p.isRunning && waited < 60 { Thread.sleep(forTimeInterval: 0.1); waited += 0.1 }
+        if p.isRunning {
+            Issue.record("\(arguments.first ?? ""): still running 60 s after signal \(sig)")
+            kill(p.processIdentifier, SIGKILL)
+        }
+        p.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return (p, stderr)
+    }
+
+    @Test(arguments: [SIGTERM, SIGINT])
+    func runStopsCleanlyOnASignalDuringStartup(sig: Int32) throws {
+        // 0.5 s: while the binary starts or the model compiles (which takes longer than that here).
+        let (p, stderr) = try signalled(["run", "--quiet", "--model", Self.model, Self.bunny], sig, after: 0.5)
+        #expect(p.terminationReason == .exit, "ended by a signal: \(stderr)")
+        #expect(p.terminationStatus == 128 + sig, "status \(p.terminationStatus): \(stderr)")
+    }
+
+    @Test func runStopsCleanlyOnASignalMidRun() throws {
+        let (p, stderr) = try signalled(["run", "--quiet", "--model", Self.model, Self.bunny], SIGTERM, after: 4)
+        #expect(p.terminationReason == .exit && p.terminationStatus == 128 + SIGTERM, "status \(p.terminationStatus): \(stderr)")
+    }
+
+    @Test(arguments: [0.5, 5.0])
+    func serveDrainsAndExitsZeroOnSIGTERM(delay: Double) throws {
+        let dir = try TestEnv.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("framepipe.toml").path
+        try """
+            state_dir = "\(dir.path)/state"
+            inbox = "\(dir.path)/inbox"
+            outbox = "\(dir.path)/outbox"
+            drain_timeout = 5
+            [model]
+            path = "\(Self.model)"
+            batch = 4
+            threads = 2
+
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let (p, stderr) = try signalled(["serve", "--config", config], SIGTERM, after: delay)
+        #expect(p.terminationReason == .exit, "ended by a signal: \(stderr)")
+        #expect(p.terminationStatus == 0, "status \(p.terminationStatus): \(stderr)")
+    }
+}
