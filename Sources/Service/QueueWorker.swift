@@ -164,7 +164,7 @@ final class QueueWorker: @unchecked Sendable {
         options.emit = emit
         let worker = self.worker, outbox = self.outbox
         let claimed = DispatchTime.now().uptimeNanoseconds
-        var plan = s.engine.plan(input: job.input, live: false, sink: { [self] in
+        var plan = s.engine.plan(input: job.input, live: false, sampling: s.config.sampling, sink: { [self] in
             CountingSink(try ResultsSink(job: job, worker: worker, outbox: outbox, emit: emit, started: claimed, onSealed: { path in
                 do { try self.commitOne(path) } catch {
                     self.log.warning("job \(job.id): result kept in the local outbox until the database takes it: \(error)", metadata: meta)
