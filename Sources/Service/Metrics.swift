@@ -34,6 +34,7 @@ public final class Metrics: @unchecked Sendable {
         ("framepipe_inbox_in_progress", "gauge", "1 while an inbox file is being processed, else 0."),
         ("framepipe_stream_up", "gauge", "1 while a stream is delivering frames, else 0."),
         ("framepipe_ready", "gauge", "1 once the model is compiled and inputs are armed."),
+        ("framepipe_batches_mixed_total", "counter", "Model calls (batches) holding frames of more than one input (inbox files and streams share one inference service)."),
         ("framepipe_batch_latency_seconds", "histogram", "Time of one model call (one batch)."),
     ]
 
