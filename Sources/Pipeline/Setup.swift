@@ -72,9 +72,7 @@ public final class LoadedModel: @unchecked Sendable {
         let p = try prepare(s)
         let engine = try Engine(model: p.model, precision: s.precision, maxBatch: s.batchSize, threads: s.threads)
         try engine.warmUp()
-        let runner = EngineRunner(engine: engine)
-        try runner.prepare()
-        return LoadedModel(path: p.path, model: p.model, runner: runner, preprocess: p.preprocess,
+        return LoadedModel(path: p.path, model: p.model, runner: EngineRunner(engine: engine), preprocess: p.preprocess,
                            labels: p.labels, provenance: p.provenance)
     }
 
@@ -353,7 +351,8 @@ public final class EngineRunner: BatchRunner, @unchecked Sendable {
         sizes = s.sorted(by: >)
     }
 
-    /// Compiles the network for every size in `sizes` (call once, before the first `run`).
+    /// Compiles the network for every size in `sizes`: call once before a pipeline starts (after
+    /// checking that its buffers fit), so nothing compiles mid-run.
     public func prepare() throws {
         for n in sizes { _ = try engine.compiledLayers(batch: n) }
     }

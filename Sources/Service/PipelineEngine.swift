@@ -20,7 +20,9 @@ public final class PipelineEngine: ServeEngine {
 
     /// Loads and warms up the model named by `config` (`EngineLoader`).
     public static func load(_ config: ModelConfig) throws -> ServeEngine {
-        PipelineEngine(loaded: try LoadedModel.load(settings(config)))
+        let loaded = try LoadedModel.load(settings(config))
+        try loaded.runner.prepare()
+        return PipelineEngine(loaded: loaded)
     }
 
     /// The config's model part in the setup's terms (1-value mean/std apply to all three channels).

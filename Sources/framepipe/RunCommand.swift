@@ -85,6 +85,7 @@ struct RunCommand: ParsableCommand {
             throw Failure(.cannotStart, subject: loaded.path, "the model has no class output; use --emit embedding")
         }
         try checkBatchMemory(loaded)
+        try loaded.runner.prepare()
         warnAboutReferenceKernels(loaded.runner.engine)
 
         var options = PipelineOptions()
