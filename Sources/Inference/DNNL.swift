@@ -150,9 +150,10 @@ final class Primitive {
     }
 
     /// A reorder between two layouts or data types (`dnnl_reorder_primitive_desc_create`).
-    init(reorderFrom src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t, context: DNNLContext) throws {
+    init(reorderFrom src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t, context: DNNLContext,
+         attributes: PrimitiveAttributes? = nil) throws {
         var s = src, d = dst
-        let attributes = try PrimitiveAttributes()
+        let attributes = try attributes ?? PrimitiveAttributes()
         var pd: dnnl_primitive_desc_t?
         try dnnl(dnnl_reorder_primitive_desc_create(&pd, &s, context.engine, &d, context.engine, attributes.handle),
                  "create reorder primitive descriptor")

@@ -48,6 +48,9 @@ public final class Engine {
             throw InferenceError(source: model.source, reason: "\(precision.rawValue) needs a CPU with \(need) (oneDNN reports \(Engine.cpuISA)); use --precision fp32")
         }
         self.plan = plan
+        if precision == .int8 && model.graph.quantization.isEmpty {
+            throw InferenceError(source: model.source, reason: "int8 needs a quantized model (QDQ ONNX: QuantizeLinear/DequantizeLinear pairs); make one with `framepipe quantize`, or use --precision fp32")
+        }
         do { context = try DNNLContext() } catch {
             throw InferenceError(source: model.source, reason: "\(error)")
         }

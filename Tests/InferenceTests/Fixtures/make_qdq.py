@@ -7,6 +7,7 @@ The float model is the shared MobileNetV2 (../shared/assets, or FRAMEPIPE_ASSETS
 every 8th frame of each shared video, whole frame resized to 224x224 bilinear (swscale through PyAV,
 as framepipe scales), RGB, x / 127.5 - 1, NCHW. Calibration method: MinMax (quantize_static's default).
 Variants:
+  u8s8_reduced  as u8s8_channel, with reduce_range (7-bit weights: exact on AVX2 without VNNI)
   u8s8_channel  QUInt8 activations (asymmetric), QInt8 weights per output channel (symmetric)
   s8s8_tensor   QInt8 activations (asymmetric), QInt8 weights per tensor (symmetric)
 Writes OUT_DIR/mobilenet_v2_VARIANT.qdq.onnx once (skipped when it already exists: the caller
@@ -28,6 +29,10 @@ ASSETS = os.environ.get("FRAMEPIPE_ASSETS") or os.path.join(os.path.dirname(__fi
 FLOAT_MODEL = os.path.join(ASSETS, "models/mobilenet_v2_1.0_224_imagenet.onnx")
 IMAGES = ["cat.bmp", "bird.bmp", "grace_hopper.bmp", "dragonfly.bmp", "kite_and_cold.jpg"]
 VARIANTS = {
+    # reduce_range: 7-bit weights, so that u8 x s8 pair sums fit in int16 on AVX2 without VNNI
+    # (onnxruntime's advice for such CPUs; without it onnxruntime's own AVX2 kernels saturate).
+    "u8s8_reduced": dict(activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=True),
     "u8s8_channel": dict(activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True),
     "s8s8_tensor": dict(activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=False),
 }
@@ -66,7 +71,7 @@ def run(session, x, batch=16):
 
 def main():
     out = sys.argv[1]
-    variant = sys.argv[sys.argv.index("--variant") + 1] if "--variant" in sys.argv else "u8s8_channel"
+    variant = sys.argv[sys.argv.index("--variant") + 1] if "--variant" in sys.argv else "u8s8_reduced"
     os.makedirs(out, exist_ok=True)
     model = os.path.join(out, f"mobilenet_v2_{variant}.qdq.onnx")
     if not os.path.exists(model):
