@@ -258,7 +258,7 @@ public struct ServeConfig: Sendable, Equatable {
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) {
             throw fail("`log_level` must be one of trace, debug, info, notice, warning, error, critical")
         }
-        if !["fp32", "bf16"].contains(model.precision) { throw fail("`model.precision` must be \"fp32\" or \"bf16\"") }
+        if !["fp32", "bf16", "int8"].contains(model.precision) { throw fail("`model.precision` must be \"fp32\", \"bf16\" or \"int8\"") }
         if model.batch < 1 || model.batch > 256 { throw fail("`model.batch` must be 1...256") }
         if let t = model.threads, t < 1 { throw fail("`model.threads` must be at least 1") }
         for (key, v) in [("mean", model.mean), ("std", model.std)] {
