@@ -30,6 +30,8 @@ enum Arg {
     static let src: Int32 = 1, src1: Int32 = 2, dst: Int32 = 17, weights: Int32 = 33, bias: Int32 = 41
     static let scratchpad: Int32 = 80, from: Int32 = 1, to: Int32 = 17
     static let postOpDepthwise: Int32 = 8192
+    /// DNNL_ARG_ATTR_ZERO_POINTS, or-ed with the argument the zero point belongs to.
+    static let zeroPoints: Int32 = 4096
 }
 
 /// A CPU engine and an in-order stream (`dnnl_engine_create`, `dnnl_stream_create`).

@@ -11,9 +11,13 @@
 // convolution needs its input's zero point to be 0 in the stored type, which holds for ReLU
 // outputs, or oneDNN's source zero-point attribute). onnxruntime rounds the Conv result before a
 // residual Add; here the sum happens before the one rounding (a difference of at most one step).
-// Activations are stored as uint8 (int8 values shifted by 128: same scale, zero point + 128) on
-// VNNI CPUs and as int8 without VNNI (see `int8UnsignedSourceIsExact`); a value read by a padded
-// convolution keeps zero point 0 in its stored type (uint8 for ReLU outputs, int8 for zero point 128). Anything else a QDQ model asks for and this cannot represent fails naming the node.
+// Activations are stored as uint8 on every CPU (an int8 model's values shifted by 128: same
+// scale, zero point + 128), so int8 and uint8 models take one path. Without VNNI (FormatPlan's
+// `pairSums16`), oneDNN's u8 x s8 kernels add products in pairs into saturating int16
+// (vpmaddubsw); a layer whose weights could overflow that (`int8PairsFitInt16`) gets its weights
+// halved to 7 bits and its output scale doubled, which is what oneDNN itself does for s8 sources
+// on such CPUs, but here only where needed: 7-bit `reduce_range` models stay exact. Anything else
+// a QDQ model asks for and this cannot represent fails naming the node.
 import CDNNL
 
 /// How one activation is stored in the int8 network.
@@ -25,27 +29,28 @@ struct Int8Value {
     var zeroPoint: Int
 }
 
-/// Whether uint8 sources are exact on this CPU. Without VNNI, oneDNN's int8 kernels multiply
-/// u8 x s8 and add pairs into int16 (vpmaddubsw), which saturates for large values (uint8 data
-/// with a zero point near 128 overflows on most pixels); for int8 sources oneDNN halves the
-/// weights instead (the `sa0.5` of ONEDNN_VERBOSE), which never saturates but keeps 7 bits of
-/// each weight. With VNNI (vpdpbusd: int32 sums) uint8 is exact and the fastest.
-/// (To fold into the per-ISA format table at merge.)
-func int8UnsignedSourceIsExact() -> Bool {
-    let isa = dnnl_get_effective_cpu_isa().rawValue
-    return isa & dnnl_cpu_isa_avx512_core_vnni.rawValue == dnnl_cpu_isa_avx512_core_vnni.rawValue
-        || isa & dnnl_cpu_isa_avx2_vnni.rawValue == dnnl_cpu_isa_avx2_vnni.rawValue
+/// True when 255 * (w_i + w_j) fits in int16 for every two weights of one output channel
+/// (`values` holds `outputs` rows of `perOutput` weights): then vpmaddubsw's pairwise sums of
+/// u8 x s8 products cannot saturate whatever pair of input channels or taps a kernel forms.
+/// True for the 7-bit weights of `reduce_range` models; false for most full-range weights.
+func int8PairsFitInt16(_ values: [Int32], outputs: Int, perOutput: Int) -> Bool {
+    for o in 0..<outputs {
+        var pos = (Int32(0), Int32(0)), neg = (Int32(0), Int32(0))
+        for w in values[(o * perOutput)..<((o + 1) * perOutput)] {
+            if w > pos.0 { pos = (w, pos.0) } else if w > pos.1 { pos.1 = w }
+            if w < neg.0 { neg = (w, neg.0) } else if w < neg.1 { neg.1 = w }
+        }
+        if 255 * Int(pos.0 + pos.1) > Int(Int16.max) || 255 * Int(neg.0 + neg.1) < Int(Int16.min) { return false }
+    }
+    return true
 }
 
 extension Engine {
-    /// True when this CPU's int8 kernels compute the exact integer result for full-range weights (VNNI).
-    public static var int8IsExact: Bool { int8UnsignedSourceIsExact() }
+    /// True when this CPU's int8 kernels compute the exact integer result for full-range weights
+    /// (VNNI: int32 sums). Without it, layers whose weights could saturate int16 pair sums run with
+    /// 7-bit (halved) weights; `reduce_range` (7-bit) models are exact everywhere.
+    public static var int8IsExact: Bool { FormatPlan.plan(for: .int8).map { !$0.pairSums16 } ?? false }
 }
-
-/// The activation layout of the int8 network on this CPU. oneDNN's int8 convolutions (jit avx2,
-/// avx512_core, VNNI and AMX brgconv) all take channels-last activations; blocked nChw8c/16c int8
-/// is served by fewer kernels. (To fold into the per-ISA format table at merge.)
-func int8ActivationTag() -> dnnl_format_tag_t { dnnl_nhwc }
 
 extension Network {
     private func failure(_ layer: String, _ reason: String) -> InferenceError {
@@ -61,38 +66,18 @@ extension Network {
         return p
     }
 
-    /// True when a layer reading `value` pads it (the padded positions must be the real value 0).
-    private func paddedReaders(_ value: String, _ lowered: LoweredGraph) -> Bool {
-        lowered.layers.contains { layer in
-            switch layer {
-            case let .conv(_, a, _, _, input, _, _, _, dw):
-                return (input == value && (a.padsBegin + a.padsEnd).contains { $0 > 0 })
-                    || (dw?.intermediate == value && (dw!.attrs.padsBegin + dw!.attrs.padsEnd).contains { $0 > 0 })
-            case let .pool(_, attrs, input, _):
-                return input == value && ((attrs?.padsBegin ?? []) + (attrs?.padsEnd ?? [])).contains { $0 > 0 }
-            default: return false
-            }
-        }
-    }
-
-    /// The storage chosen for an annotated value (see the file comment).
+    /// The storage of an annotated value: uint8 with the zero point shifted for int8 models
+    /// (same scale; oneDNN's u8 sources need no compensation pass, and VNNI takes u8 x s8).
     private func storage(_ value: String, _ layer: String, model: Model, lowered: LoweredGraph) throws -> Int8Value {
         if let known = int8Values[value] { return known }
         let p = try params(value, layer, model: model)
-        let z = p.unsignedZeroPoint
-        let v: Int8Value
-        if paddedReaders(value, lowered) {
-            // Padding must be the real 0: zero point 0 in the stored type (or the source zero-point attribute).
-            let signed = z == 128 && !int8UnsignedSourceIsExact()
-            v = signed ? Int8Value(type: dnnl_s8, scale: p.scale, zeroPoint: 0) : Int8Value(type: dnnl_u8, scale: p.scale, zeroPoint: z)
-        } else if int8UnsignedSourceIsExact() {
-            v = Int8Value(type: dnnl_u8, scale: p.scale, zeroPoint: z)
-        } else {
-            v = Int8Value(type: dnnl_s8, scale: p.scale, zeroPoint: z - 128)
-        }
+        let v = Int8Value(type: dnnl_u8, scale: p.scale, zeroPoint: p.unsignedZeroPoint)
         int8Values[value] = v
         return v
     }
+
+    /// The activation layout of the int8 network (FormatPlan's int8 rows: nhwc).
+    private var int8Tag: dnnl_format_tag_t { plan.activations.tag ?? dnnl_nhwc }
 
     /// Attributes with output scales (per output channel when they differ), an optional source
     /// zero point and post-ops (eltwise clip_v2 / linear, sum with a scale and data type).
@@ -103,7 +88,9 @@ extension Network {
         var s = common ? [scales[0]] : scales
         try dnnl(dnnl_primitive_attr_set_output_scales(attrs.handle, Int64(s.count), common ? 0 : 1 << 1, &s), "set output scales")
         if sourceZeroPoint != 0 {
-            var z = sourceZeroPoint
+            // Given at run time (`int8ZeroPointArgument`): oneDNN 2.6's jit int8 convolutions
+            // accept a compile-time source zero point but compute as if it were 0.
+            var z = Int32.min   // DNNL_RUNTIME_S32_VAL
             try dnnl(dnnl_primitive_attr_set_zero_points(attrs.handle, Arg.src, 1, 0, &z), "set source zero point")
         }
         guard !postOps.isEmpty else { return attrs }
@@ -161,11 +148,17 @@ extension Network {
             }
             guard let src = int8Values[input], src.type != dnnl_f32 else { throw failure(name, "input '\(input)' is not quantized") }
             let oc = weight.shape[0]
-            let sw = try weightScales(qw, outputs: oc, axis: 0, name)
+            let perOC = weight.count / oc
+            // Without VNNI, weights that could saturate int16 pair sums are halved (7 bits, the
+            // output scale doubled to match); a depthwise kernel multiplies without pairing.
+            let depthwiseKernel = a.groups > 1 && weight.shape[1] == 1
+            let halve = plan.pairSums16 && !depthwiseKernel && !int8PairsFitInt16(qw.values, outputs: oc, perOutput: perOC)
+            let wq = halve ? qw.values.map { Int32((Float($0) / 2).rounded(.toNearestOrEven)) } : qw.values
+            if halve { halvedLayers.append(name) }
+            let sw = try weightScales(qw, outputs: oc, axis: 0, name).map { halve ? 2 * $0 : $0 }
             let dst = try storage(output, name, model: model, lowered: lowered)
             let res = try residual.map { try storage($0, name, model: model, lowered: lowered) }
             let padded = (a.padsBegin + a.padsEnd).contains { $0 > 0 }
-            let perOC = weight.count / oc
             // Accumulator-domain bias with every zero point folded in (see the file comment).
             let m = sw.map { src.scale * $0 / dst.scale }
             let shiftBeforeSum = Float(dst.zeroPoint) - (res.map { $0.scale / dst.scale * Float($0.zeroPoint) } ?? 0)
@@ -174,7 +167,7 @@ extension Network {
                 var acc = bias.map { $0.data[o] / (src.scale * sw[o]) } ?? 0
                 if !padded && src.zeroPoint != 0 {
                     var sum: Int = 0
-                    for k in 0..<perOC { sum += Int(qw.values[o * perOC + k]) }
+                    for k in 0..<perOC { sum += Int(wq[o * perOC + k]) }
                     acc -= Float(src.zeroPoint * sum)
                 }
                 b[o] = acc + shiftBeforeSum / m[o]
@@ -206,7 +199,7 @@ extension Network {
             let wDims = grouped ? [a.groups, oc / a.groups, weight.shape[1], a.kernel[0], a.kernel[1]] : weight.shape
             var s = descs[input]!
             var w = try MD.make(wDims, dnnl_s8, dnnl_format_tag_any)
-            var d = try residual.map { descs[$0]! } ?? MD.make([batch, oc, oh, ow], dst.type, int8ActivationTag())
+            var d = try residual.map { descs[$0]! } ?? MD.make([batch, oc, oh, ow], dst.type, int8Tag)
             var bd = try MD.make([oc], dnnl_f32, dnnl_x)
             var desc = dnnl_convolution_desc_t()
             var strides = a.strides.map(Int64.init) + [Int64](repeating: 0, count: 10)
@@ -223,7 +216,7 @@ extension Network {
                 throw error
             }
             let wMem = try weights.memory(name + "/int8 weight", desc: prim.query(dnnl_query_weights_md),
-                                          tensor: Tensor(shape: weight.shape, data: qw.values.map(Float.init)),
+                                          tensor: Tensor(shape: weight.shape, data: wq.map(Float.init)),
                                           plainDims: wDims, context: context)
             let bMem = try weights.memory(name + "/int8 bias", desc: bd, tensor: Tensor(shape: [oc], data: b),
                                           plainDims: [oc], context: context)
@@ -241,7 +234,9 @@ extension Network {
                 dstMem = try allocate(output, dstDesc)
             }
             let srcMem = try source(input, as: prim.query(dnnl_query_src_md), layer: name)
-            steps.append(try makeStep(prim, [(Arg.src, srcMem), (Arg.weights, wMem), (Arg.bias, bMem), (Arg.dst, dstMem)], layer: name))
+            var args = [(Arg.src, srcMem), (Arg.weights, wMem), (Arg.bias, bMem), (Arg.dst, dstMem)]
+            if srcZero != 0 { args.append((Arg.zeroPoints | Arg.src, try int8ZeroPointArgument(srcZero))) }
+            steps.append(try makeStep(prim, args, layer: name))
 
         case let .eltwise(name, alg, lo, hi, input, output):
             // A Clip as wide as the output's integer range is the QDQ pair's own saturation.
@@ -253,20 +248,32 @@ extension Network {
             }
             let have = descs[input]!
             if have.data_type == dnnl_f32 {
-                // Quantize the float input (QuantizeLinear: scale, round half to even, saturate).
+                // Quantize the float input as QuantizeLinear does: x / scale (a division, not a
+                // product with 1 / scale: inputs such as p / 127.5 - 1 sit on rounding ties, which
+                // the two break differently), + zero point, round half to even, saturate. A
+                // binary division into u8 in the input's layout, then a copy into the network's.
                 let v = try storage(output, name, model: model, lowered: lowered)
-                let want = try MD.make(have.dimensions, v.type, int8ActivationTag())
+                var d0 = have, plainU8 = try MD.make(have.dimensions, v.type, MD.plain(Int(have.ndims)))
+                var d1 = try MD.make([Int](repeating: 1, count: Int(have.ndims)), dnnl_f32, MD.plain(Int(have.ndims)))
+                var op = dnnl_binary_desc_t()
+                try dnnl(dnnl_binary_desc_init(&op, dnnl_binary_div, &d0, &d1, &plainU8), "describe quantization")
                 let attrs = try PrimitiveAttributes()
-                var scale = 1 / v.scale
-                try dnnl(dnnl_primitive_attr_set_output_scales(attrs.handle, 1, 0, &scale), "set quantization scale")
-                if v.zeroPoint != 0 {
-                    var z = Int32(v.zeroPoint)
-                    try dnnl(dnnl_primitive_attr_set_zero_points(attrs.handle, Arg.dst, 1, 0, &z), "set quantization zero point")
-                }
-                let dst = lastUse[input] == index && have.data_type != dnnl_f32 ? try allocate(output, want, reuse: slotOf[input])
-                                                                              : try allocate(output, want)
-                steps.append(try makeStep(Primitive(reorderFrom: have, to: want, context: context, attributes: attrs),
-                                          [(Arg.from, memories[input]!), (Arg.to, dst)], layer: name + " (quantize)"))
+                var p: dnnl_post_ops_t?
+                try dnnl(dnnl_post_ops_create(&p), "create post-ops")
+                defer { dnnl_post_ops_destroy(p) }
+                try dnnl(dnnl_post_ops_append_eltwise(p, 1, dnnl_eltwise_linear, 1, Float(v.zeroPoint)), "append zero point")
+                try dnnl(dnnl_primitive_attr_set_post_ops(attrs.handle, p), "set post-ops")
+                let prim = try Primitive(opDesc: &op, attributes: attrs, context: context, what: "quantization")
+                let scale = try weights.memory(name + "/scale", desc: d1, tensor: Tensor(shape: d1.dimensions, data: [v.scale]),
+                                               plainDims: d1.dimensions, context: context)
+                let want = try MD.make(have.dimensions, v.type, int8Tag)
+                let quantized = try allocate(output + "#plain", plainU8)
+                steps.append(try makeStep(prim, [(Arg.src, memories[input]!), (Arg.src1, scale), (Arg.dst, quantized)],
+                                          layer: name + " (quantize)"))
+                let dst = try allocate(output, want)
+                steps.append(try makeStep(Primitive(reorderFrom: plainU8, to: want, context: context),
+                                          [(Arg.from, quantized), (Arg.to, dst)], layer: name + " (quantize)"))
+                if let slot = slotOf.removeValue(forKey: output + "#plain") { freeSlots.append(slot) }
             } else {
                 guard let v = int8Values[input], (try? params(input, name, model: model)) == p else {
                     throw failure(name, "requantization between different scales is not supported")
@@ -290,7 +297,7 @@ extension Network {
             let pb = attrs?.padsBegin ?? [0, 0], pe = attrs?.padsEnd ?? [0, 0]
             let oh = (dims[2] + pb[0] + pe[0] - kernel[0]) / strides[0] + 1
             let ow = (dims[3] + pb[1] + pe[1] - kernel[1]) / strides[1] + 1
-            var s = desc0, d = try MD.make([batch, dims[1], oh, ow], dst.type, int8ActivationTag())
+            var s = desc0, d = try MD.make([batch, dims[1], oh, ow], dst.type, int8Tag)
             var op = dnnl_pooling_v2_desc_t()
             func pad(_ v: [Int]) -> [Int64] { v.map(Int64.init) + [Int64](repeating: 0, count: 12 - v.count) }
             var st = pad(strides), k = pad(kernel), dil = pad([0, 0]), l = pad(pb), r = pad(pe)
@@ -320,7 +327,15 @@ extension Network {
             let oc = weight.shape[0], k = weight.shape[1]
             var alpha: Float = 1, outAxis = 1
             if case let .gemm(g) = node.op { alpha = g.alpha; outAxis = g.transB ? 0 : 1 }
-            let sw = try weightScales(qw, outputs: oc, axis: outAxis, name).map { $0 * alpha }
+            var sw = try weightScales(qw, outputs: oc, axis: outAxis, name).map { $0 * alpha }
+            // The integer weights in [oc, k] order, halved where pair sums could saturate (as for conv).
+            var ints = [Int32](repeating: 0, count: weight.count)
+            for o in 0..<oc { for j in 0..<k { ints[o * k + j] = Int32((weight.data[o * k + j] / sw[o]).rounded(.toNearestOrEven)) } }
+            if plan.pairSums16 && !int8PairsFitInt16(ints, outputs: oc, perOutput: k) {
+                ints = ints.map { Int32((Float($0) / 2).rounded(.toNearestOrEven)) }
+                sw = sw.map { 2 * $0 }
+                halvedLayers.append(name)
+            }
             let dst: Int8Value? = model.graph.quantization.activations[output] == nil ? nil
                 : try storage(output, name, model: model, lowered: lowered)
             let outScale = dst?.scale ?? 1
@@ -330,7 +345,7 @@ extension Network {
             for o in 0..<oc {
                 var sum = 0
                 for j in 0..<k {
-                    let v = (weight.data[o * k + j] / sw[o]).rounded(.toNearestOrEven)
+                    let v = Float(ints[o * k + j])
                     q[o * k + j] = v
                     sum += Int(v)
                 }
@@ -359,6 +374,14 @@ extension Network {
         case let .add(name, _, _, _):
             throw failure(name, "an Add that does not follow a Conv is not supported in int8")
         }
+    }
+
+    /// A one-value s32 memory holding a run-time zero point (kept alive by the network).
+    private func int8ZeroPointArgument(_ z: Int32) throws -> Memory {
+        let m = try Memory(try MD.make([1], dnnl_s32, dnnl_x), context, allocate: true)
+        m.pointer!.storeBytes(of: z, as: Int32.self)
+        int8Constants.append(m)
+        return m
     }
 
     /// Attributes of the reorder that hands an int8 network's output to the caller as f32

@@ -73,6 +73,10 @@ final class Network {
     let plan: FormatPlan
     /// int8 only: how each activation is stored (Network+Int8.swift).
     var int8Values: [String: Int8Value] = [:]
+    /// int8 only: layers run with halved (7-bit) weights because int16 pair sums could saturate.
+    var halvedLayers: [String] = []
+    /// int8 only: run-time zero-point memories the steps' arguments point to.
+    var int8Constants: [Memory] = []
     let sourceName: String
 
     // Compile-time state.

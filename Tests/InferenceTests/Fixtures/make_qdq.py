@@ -12,9 +12,13 @@ Variants:
   s8s8_tensor   QInt8 activations (asymmetric), QInt8 weights per tensor (symmetric)
 Writes OUT_DIR/mobilenet_v2_VARIANT.qdq.onnx once (skipped when it already exists: the caller
 caches OUT_DIR under .cache/), then, every run, the goldens of that model:
-  VARIANT.images.f32 / VARIANT.images_logits.f32   the shared images (decode as decode_images.py)
+  VARIANT.images.f32 / VARIANT.images_logits.f32   the shared images (decode as decode_images.py;
+                                                    also as images.npy for `framepipe bench --input`)
   VARIANT.slideshow.f32 / VARIANT.slideshow_logits.f32 / VARIANT.slideshow_features.f32
                                                     every frame of slideshow_dev.mp4
+  VARIANT.images_reference.f32 / VARIANT.slideshow_reference{,_features}.f32
+                                                    the same through the literal QDQ graph (no
+                                                    optimisation: float ops between Q/DQ pairs)
 """
 import glob
 import os
@@ -81,18 +85,30 @@ def main():
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    # The QDQ semantics computed literally: no graph optimisation, so onnxruntime runs each
+    # DequantizeLinear -> float op -> QuantizeLinear as written (float math, no int8 kernel and
+    # hence no int16 saturation): the reference both int8 runtimes are measured against.
+    literal = ort.SessionOptions()
+    literal.intra_op_num_threads = 2
+    literal.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    reference = ort.InferenceSession(model, literal, providers=["CPUExecutionProvider"])
     images = []
     for name in IMAGES:
         with av.open(os.path.join(ASSETS, "images", name)) as container:
             images.append(to_tensor(next(container.decode(video=0))))
     images = np.ascontiguousarray(np.stack(images), dtype=np.float32)
     images.tofile(os.path.join(out, f"{variant}.images.f32"))
+    np.save(os.path.join(out, "images.npy"), images)
     run(session, images)[0].astype(np.float32).tofile(os.path.join(out, f"{variant}.images_logits.f32"))
+    run(reference, images)[0].astype(np.float32).tofile(os.path.join(out, f"{variant}.images_reference.f32"))
     slides = np.ascontiguousarray(np.stack(list(frames(os.path.join(ASSETS, "videos/slideshow_dev.mp4")))), dtype=np.float32)
     slides.tofile(os.path.join(out, f"{variant}.slideshow.f32"))
     logits, features = run(session, slides)
     logits.astype(np.float32).tofile(os.path.join(out, f"{variant}.slideshow_logits.f32"))
     features.astype(np.float32).tofile(os.path.join(out, f"{variant}.slideshow_features.f32"))
+    logits, features = run(reference, slides)
+    logits.astype(np.float32).tofile(os.path.join(out, f"{variant}.slideshow_reference.f32"))
+    features.astype(np.float32).tofile(os.path.join(out, f"{variant}.slideshow_reference_features.f32"))
     print(model)
 
 
