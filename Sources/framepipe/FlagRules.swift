@@ -19,6 +19,7 @@ enum FlagRules {
     static let warmup = IntRule("--warmup", 0...1_000_000)
     static let stream = IntRule("--stream", 0...65_535)
     static let every = IntRule("--every", 1...1_000_000_000)
+    static let framesPerInput = IntRule("--frames-per-input", 1...1_000_000)
     /// FFmpeg clamps larger counts to its MAX_THREADS (64) with a warning.
     static let decoderThreads = IntRule("--decoder-threads", 0...64)
     static let maxPixels = IntRule("--max-pixels", 1...(1 << 40))

@@ -24,6 +24,13 @@ struct SamplingFlags: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("End time in seconds (pts, exclusive): stop reading there.", valueName: "seconds"))
     var end: Double?
 
+    @Option(name: .customLong("frames-per-input"), parsing: .unconditional, help: ArgumentHelp(
+        "Keep N frames evenly spaced over each input's duration (or --start..--end), chosen by pts. A file seeks to the "
+            + "key frame before each one and decodes only from there; a pipe (stdin, FIFO) or a stream that cannot seek "
+            + "decodes everything, and an input that states no duration needs --end. Not with --every, --fps, --keyframes.",
+        valueName: "n"))
+    var framesPerInput: Int?
+
     @Option(name: .customLong("decoder-threads"), parsing: .unconditional, help: ArgumentHelp("Decoder threads (0 = FFmpeg chooses).", valueName: "n"))
     var decoderThreads: Int = 0
 
@@ -39,7 +46,8 @@ struct SamplingFlags: ParsableArguments {
 
     /// The sampling part alone.
     var sampling: SamplingOptions {
-        SamplingOptions(every: every, fps: fps, keyframesOnly: keyframes, start: start, end: end)
+        SamplingOptions(every: every, fps: fps, keyframesOnly: keyframes, start: start, end: end,
+                        framesPerInput: framesPerInput)
     }
 
     /// The options for `FrameSource` (stream, decoder threads, sampling) reading `input`; a live
@@ -55,6 +63,7 @@ struct SamplingFlags: ParsableArguments {
     func validate() throws {
         try FlagRules.stream.check(stream)
         try FlagRules.every.check(every)
+        try FlagRules.framesPerInput.check(framesPerInput)
         try FlagRules.fps.check(fps)
         try FlagRules.start.check(start)
         try FlagRules.end.check(end)
