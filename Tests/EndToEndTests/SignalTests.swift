@@ -15,8 +15,9 @@ struct SignalTests {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: TestEnv.framepipe)
         p.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
+        // stdout to /dev/null: an undrained pipe would fill and block the writer (a different question).
+        let err = Pipe()
+        p.standardOutput = FileHandle.nullDevice
         p.standardError = err
         try p.run()
         Thread.sleep(forTimeInterval: delay)
@@ -41,7 +42,9 @@ struct SignalTests {
     }
 
     @Test func runStopsCleanlyOnASignalMidRun() throws {
-        let (p, stderr) = try signalled(["run", "--quiet", "--model", Self.model, Self.bunny], SIGTERM, after: 4)
+        // The clip 40 times, so the run is still going at 4 s on a fast CPU (one pass takes about 1 s).
+        let (p, stderr) = try signalled(["run", "--quiet", "--model", Self.model] + Array(repeating: Self.bunny, count: 40),
+                                        SIGTERM, after: 4)
         #expect(p.terminationReason == .exit && p.terminationStatus == 128 + SIGTERM, "status \(p.terminationStatus): \(stderr)")
     }
 
