@@ -69,6 +69,13 @@ public final class FrameSource {
     private let drainEachPacket: Bool
     /// True while such a drain is in progress (the decoder's EOF then means "reset and read on").
     private var drainingPacket = false
+    /// `framesPerInput`: the target times (seconds) still to serve, earliest first, and whether to
+    /// seek to each (a seekable input) rather than decode everything.
+    private var targets: ArraySlice<Double> = []
+    private var seekToTargets = false
+    /// pts (stream time base) of the last packet sent to the decoder, to skip a seek whose key
+    /// frame has already been passed.
+    private var lastSentPTS: Int64?
 
     /// Opens `input` ("-" = stdin, or a URL) and its video stream, ready to decode.
     /// Throws a `MediaError` naming the input when it cannot be opened, has no (such) video stream,
@@ -129,7 +136,44 @@ public final class FrameSource {
         drainEachPacket = options.lowDelay && options.sampling.keyframesOnly
         sampler = FrameSampler(options: options.sampling)
         nextIndex = 0
+        if let n = options.sampling.framesPerInput {
+            let lo = options.sampling.start ?? (stream.startTime ?? 0)
+            var end = promisedEnd
+            let total = ctx.pointee.duration
+            if end == nil, total != FFCode.noPTS, total > 0 {
+                let origin = ctx.pointee.start_time == FFCode.noPTS ? 0 : Double(ctx.pointee.start_time) / 1e6
+                end = origin + Double(total) / 1e6
+            }
+            if let wanted = options.sampling.end { end = min(wanted, end ?? wanted) }
+            guard let hi = end, hi > lo else {
+                throw MediaError(input: input, operation: "sample frames",
+                                 message: end == nil
+                                    ? "--frames-per-input needs the input's duration, which it does not state (give --end)"
+                                    : "--frames-per-input: nothing to sample between \(seconds(lo)) s and \(seconds(end!)) s")
+            }
+            targets = ArraySlice((0..<n).map { lo + Double($0) * (hi - lo) / Double(n) })
+            seekToTargets = container.isSeekable && timeBase > 0
+        }
         if let start = options.sampling.start { seek(to: start) }
+    }
+
+    /// `framesPerInput` on a seekable input: seeks to the key frame at or before `target` and
+    /// empties the decoder, unless that key frame has already been sent (then decoding forward
+    /// is cheaper). The container's index answers that (MP4, Matroska); without an index, always seek.
+    private func seekForTarget(_ target: Double) {
+        guard phase == .reading else { return }  // at the end already: the decoder's last frames decide
+        let ts = Int64((target / timeBase).rounded(.down))
+        let st = container.stream(Int(streamIndex))
+        if let sent = lastSentPTS, let entry = avformat_index_get_entry_from_timestamp(st, ts, AVSEEK_FLAG_BACKWARD),
+           entry.pointee.timestamp <= sent {
+            return
+        }
+        guard av_seek_frame(container.ctx, streamIndex, ts, AVSEEK_FLAG_BACKWARD) >= 0 else { return }
+        seeked = true
+        nextIndex = nil
+        if packetPending { av_packet_unref(packet.pkt); packetPending = false }
+        decoder.reset()
+        lastSentPTS = nil
     }
 
     /// Seeks to the key frame at or before `start` (`av_seek_frame` with `AVSEEK_FLAG_BACKWARD`).
@@ -205,6 +249,7 @@ public final class FrameSource {
             index = nextIndex ?? estimatedIndex(pts)
         }
         nextIndex = index + 1
+        if options.sampling.framesPerInput != nil { return takeTarget(pts: pts, index: index) }
         switch sampler.decide(pts: pts, keyframe: f.key_frame != 0) {
         case .keep:
             stats.framesKept += 1
@@ -219,6 +264,27 @@ public final class FrameSource {
             phase = .finished
             return nil
         }
+    }
+
+    /// `framesPerInput`: keeps the frame when it reaches the next target, then seeks to the one after.
+    private func takeTarget(pts: Double, index: Int) -> DecodedFrame? {
+        guard let target = targets.first, pts >= target - 1e-6 else {
+            av_frame_unref(work.frame)
+            if targets.isEmpty { stoppedAtEnd = true; phase = .finished }
+            return nil
+        }
+        while let t = targets.first, t <= pts + 1e-6 { targets.removeFirst() }
+        stats.framesKept += 1
+        let keyframe = work.frame.pointee.key_frame != 0
+        let frame = DecodedFrame(moving: work.frame, index: index, pts: pts, keyframe: keyframe,
+                                 input: input, rotation: stream.rotation)
+        if let next = targets.first {
+            if seekToTargets { seekForTarget(next) }
+        } else {
+            stoppedAtEnd = true
+            phase = .finished
+        }
+        return frame
     }
 
     /// The stream's declared end: `start + duration` from `AVStream.duration`, else from a
@@ -289,6 +355,7 @@ public final class FrameSource {
                     keyPacketOrdinals[pkt.pointee.pts] = stats.packetsRead - 1
                 }
             }
+            let sentPTS = pkt.pointee.pts
             let status = decoder.send(pkt)
             if status == FFCode.again {  // the decoder has output first; keep the packet for later
                 packetPending = true
@@ -301,6 +368,7 @@ public final class FrameSource {
                 continue
             }
             stats.packetsDecoded += 1
+            if sentPTS != FFCode.noPTS { lastSentPTS = max(lastSentPTS ?? sentPTS, sentPTS) }
             if drainEachPacket {
                 _ = decoder.send(nil)
                 drainingPacket = true

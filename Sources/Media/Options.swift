@@ -24,15 +24,23 @@ public struct SamplingOptions: Sendable, Equatable {
     public var start: Double? = nil
     /// Seconds: frames with `pts >= end` are dropped and reading stops at the first of them.
     public var end: Double? = nil
+    /// Keep N frames evenly spaced over the input's duration (or over `start`..`end`): for target
+    /// k = 0..<N at `lo + k * (hi - lo) / N`, the first frame with pts >= the target. A seekable
+    /// input seeks to the key frame before each target (`av_seek_frame`, backward) and decodes
+    /// forward from there; a pipe decodes everything and picks by pts. Needs a known duration (or
+    /// `end`). At most N frames: a target no later than an already kept frame is skipped.
+    /// Replaces `every`, `fps` and `keyframesOnly`.
+    public var framesPerInput: Int? = nil
 
     /// Creates sampling options; the defaults keep every frame.
     public init(every: Int = 1, fps: Double? = nil, keyframesOnly: Bool = false,
-                start: Double? = nil, end: Double? = nil) {
+                start: Double? = nil, end: Double? = nil, framesPerInput: Int? = nil) {
         self.every = every
         self.fps = fps
         self.keyframesOnly = keyframesOnly
         self.start = start
         self.end = end
+        self.framesPerInput = framesPerInput
     }
 
     /// A problem with these options, or nil when they are usable.
@@ -42,6 +50,12 @@ public struct SamplingOptions: Sendable, Equatable {
         if let start, !(start >= 0 && start.isFinite) { return "--start must be >= 0 seconds (got \(start))" }
         if let end, !(end > 0 && end.isFinite) { return "--end must be > 0 seconds (got \(end))" }
         if let start, let end, !(start < end) { return "--start (\(start)) must be before --end (\(end))" }
+        if let n = framesPerInput {
+            if n < 1 { return "--frames-per-input must be at least 1 (got \(n))" }
+            if every != 1 || fps != nil || keyframesOnly {
+                return "--frames-per-input chooses the frames itself: it cannot be combined with --every, --fps or --keyframes"
+            }
+        }
         return nil
     }
 }

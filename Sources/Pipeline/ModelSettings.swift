@@ -79,6 +79,9 @@ public struct SamplingSettings: Sendable, Equatable {
     public var stream: Int?
     /// Keep every Nth frame (after the other rules). `--every`, `sampling.every`.
     public var every = 1
+    /// N frames evenly spaced over the input's duration (seeking where it can). `--frames-per-input`,
+    /// `sampling.frames_per_input`.
+    public var framesPerInput: Int?
     /// At most F frames per second, by timestamp. `--fps`, `sampling.fps`.
     public var fps: Double?
     /// Key frames only (the others are not decoded). `--keyframes`, `sampling.keyframes`.
@@ -99,6 +102,7 @@ public struct SamplingSettings: Sendable, Equatable {
     public func validate() throws {
         try SettingRules.stream.validate(stream)
         try SettingRules.every.validate(every)
+        try SettingRules.framesPerInput.validate(framesPerInput)
         try SettingRules.fps.validate(fps)
         try SettingRules.start.validate(start)
         try SettingRules.end.validate(end)
@@ -110,7 +114,8 @@ public struct SamplingSettings: Sendable, Equatable {
 
     /// The sampling part alone.
     public var sampling: SamplingOptions {
-        SamplingOptions(every: every, fps: fps, keyframesOnly: keyframes, start: start, end: end)
+        SamplingOptions(every: every, fps: fps, keyframesOnly: keyframes, start: start, end: end,
+                        framesPerInput: framesPerInput)
     }
 
     /// The options for `FrameSource` reading `input`; a live input (rtsp, udp, ...) or `live`

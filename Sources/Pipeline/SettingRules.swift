@@ -114,6 +114,7 @@ public enum SettingRules {
 
     public static let stream = IntRule(SettingName("stream", table: "sampling"), 0...65_535)
     public static let every = IntRule(SettingName("every", table: "sampling"), 1...1_000_000_000)
+    public static let framesPerInput = IntRule(SettingName("frames-per-input", table: "sampling"), 1...1_000_000)
     public static let fps = DoubleRule(SettingName("fps", table: "sampling"), 0...1_000_000, openLow: true)
     /// Up to ~31 years: the pts arithmetic (seek target in stream time base units) stays in Int64.
     public static let start = DoubleRule(SettingName("start", table: "sampling"), 0...1e9, unit: " s")

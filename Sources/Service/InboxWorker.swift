@@ -66,8 +66,12 @@ final class InboxWorker: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     /// Drain deadlines fire here (a queue of our own, never starved by blocked global-queue work).
     static let timers = DispatchQueue(label: "framepipe.drain-timers")
-    private(set) var doneCount = 0
-    private(set) var failedCount = 0
+    private var _doneCount = 0
+    /// Read from the status thread; written under `lock`.
+    var doneCount: Int { lock.lock(); defer { lock.unlock() }; return _doneCount }
+    private var _failedCount = 0
+    /// Read from the status thread; written under `lock`.
+    var failedCount: Int { lock.lock(); defer { lock.unlock() }; return _failedCount }
 
     init(inbox: Inbox, outbox: String, attempts: AttemptsRecord, metrics: Metrics, log: Logger,
          settings: @escaping () -> WorkSettings) {
@@ -268,7 +272,7 @@ final class InboxWorker: @unchecked Sendable {
             log.error("\(name): processed, but \(error)", metadata: meta)
             return
         }
-        lock.lock(); doneCount += 1; retried[name] = nil; lock.unlock()
+        lock.lock(); _doneCount += 1; retried[name] = nil; lock.unlock()
         metrics.add("framepipe_inputs_total", ["result": "done"])
         meta["frames"] = "\(frames)"
         if let seconds { meta["seconds"] = "\(String(format: "%.2f", seconds))" }
@@ -288,7 +292,7 @@ final class InboxWorker: @unchecked Sendable {
             log.error("\(name): cannot move to failed/: \(error)", metadata: meta)
             return
         }
-        lock.lock(); failedCount += 1; retried[name] = nil; lock.unlock()
+        lock.lock(); _failedCount += 1; retried[name] = nil; lock.unlock()
         metrics.add("framepipe_inputs_total", ["result": "failed"])
         log.error("failed \(reason)", metadata: meta)
     }

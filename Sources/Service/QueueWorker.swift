@@ -32,9 +32,15 @@ final class QueueWorker: @unchecked Sendable {
     private var current: Pipeline?
     private let wake = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
-    private(set) var doneCount = 0
-    private(set) var failedCount = 0
-    private(set) var pending = 0
+    private var _doneCount = 0
+    /// Read from the status thread; written under `lock`.
+    var doneCount: Int { lock.lock(); defer { lock.unlock() }; return _doneCount }
+    private var _failedCount = 0
+    /// Read from the status thread; written under `lock`.
+    var failedCount: Int { lock.lock(); defer { lock.unlock() }; return _failedCount }
+    private var _pending = 0
+    /// Jobs waiting in the database at the last poll (status thread reads it).
+    var pending: Int { lock.lock(); defer { lock.unlock() }; return _pending }
     private var lastDepth = 0.0
 
     init(config: QueueConfig, outbox: String, metrics: Metrics, log: Logger, settings: @escaping () -> WorkSettings) throws {
@@ -128,7 +134,7 @@ final class QueueWorker: @unchecked Sendable {
     private func commitOne(_ path: String) throws {
         switch try committer.commit(path) {
         case .committed(let job, let frames):
-            lock.lock(); doneCount += 1; lock.unlock()
+            lock.lock(); _doneCount += 1; lock.unlock()
             metrics.add("framepipe_jobs_total", ["result": "done"])
             log.info("done job \(job)", metadata: ["job": "\(job)", "frames": "\(frames)"])
         case .duplicate(let job):
@@ -144,7 +150,7 @@ final class QueueWorker: @unchecked Sendable {
         let st = try jobs.status()
         metrics.set("framepipe_queue_depth", ["queue": "db_pending"], Double(st.count("pending")))
         metrics.set("framepipe_queue_depth", ["queue": "db_running"], Double(st.count("running")))
-        lock.lock(); pending = st.count("pending"); lock.unlock()
+        lock.lock(); _pending = st.count("pending"); lock.unlock()
     }
 
     /// Runs one claimed job to its end: committed, retried/failed with its error, or given back.
@@ -197,7 +203,7 @@ final class QueueWorker: @unchecked Sendable {
             let state = try jobs.fail(job, worker: worker, error: error, maxAttempts: config.maxAttempts, retryDelay: config.retryDelay)
             switch state {
             case "failed":
-                lock.lock(); failedCount += 1; lock.unlock()
+                lock.lock(); _failedCount += 1; lock.unlock()
                 metrics.add("framepipe_jobs_total", ["result": "failed"])
                 log.error("failed job \(job.id) \(job.input): \(error) (attempt \(job.attempt) of \(config.maxAttempts))", metadata: meta)
             case "pending":

@@ -75,7 +75,7 @@ extension ModelSettings: Decodable {
 
 extension SamplingSettings: Decodable {
     enum CodingKeys: String, CodingKey {
-        case stream, every, fps, keyframes, start, end, decoderThreads = "decoder_threads", maxPixels = "max_pixels",
+        case stream, every, framesPerInput = "frames_per_input", fps, keyframes, start, end, decoderThreads = "decoder_threads", maxPixels = "max_pixels",
              ioTimeout = "io_timeout"
     }
 
@@ -85,6 +85,7 @@ extension SamplingSettings: Decodable {
         self.init()
         stream = try c.decodeIfPresent(Int.self, forKey: .stream)
         every = try c.decodeIfPresent(Int.self, forKey: .every) ?? every
+        framesPerInput = try c.decodeIfPresent(Int.self, forKey: .framesPerInput)
         fps = try c.decodeNumber(forKey: .fps)
         keyframes = try c.decodeIfPresent(Bool.self, forKey: .keyframes) ?? keyframes
         start = try c.decodeNumber(forKey: .start)

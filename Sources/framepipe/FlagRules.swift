@@ -15,6 +15,7 @@ enum FlagRules {
     static let size = SettingRules.size
     static let stream = SettingRules.stream
     static let every = SettingRules.every
+    static let framesPerInput = SettingRules.framesPerInput
     static let decoderThreads = SettingRules.decoderThreads
     static let maxPixels = SettingRules.maxPixels
     static let minScore = SettingRules.minScore

@@ -103,6 +103,9 @@ struct RunCommand: ParsableCommand {
         if segments && emit == .embedding { throw Failure.usage("--segments needs labels: use --emit labels or both") }
         if let scene, !(scene >= 0 && scene <= 1) { throw Failure.usage("--scene must be a score from 0 to 1") }
         if !(sceneMinGap.isFinite && sceneMinGap >= 0) { throw Failure.usage("--scene-min-gap must be a number of seconds >= 0") }
+        if scene != nil && sampling.framesPerInput != nil {
+            throw Failure.usage("--scene and --frames-per-input both choose the frames: give one of them")
+        }
         if sceneMinGap > 0 && scene == nil { throw Failure.usage("--scene-min-gap goes with --scene") }
         if pool != nil && emit == .labels { throw Failure.usage("--pool needs embeddings: use --emit embedding or both") }
         if withFrames && !segments { throw Failure.usage("--with-frames goes with --segments") }

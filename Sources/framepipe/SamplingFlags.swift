@@ -24,6 +24,13 @@ struct SamplingFlags: ParsableArguments {
     @Option(name: .long, parsing: .unconditional, help: ArgumentHelp("End time in seconds (pts, exclusive): stop reading there.", valueName: "seconds"))
     var end: Double?
 
+    @Option(name: .customLong("frames-per-input"), parsing: .unconditional, help: ArgumentHelp(
+        "Keep N frames evenly spaced over each input's duration (or --start..--end), chosen by pts. A file seeks to the "
+            + "key frame before each one and decodes only from there; a pipe (stdin, FIFO) or a stream that cannot seek "
+            + "decodes everything, and an input that states no duration needs --end. Not with --every, --fps, --keyframes.",
+        valueName: "n"))
+    var framesPerInput: Int?
+
     @Option(name: .customLong("decoder-threads"), parsing: .unconditional, help: ArgumentHelp("Decoder threads (0 = FFmpeg chooses).", valueName: "n"))
     var decoderThreads: Int = 0
 
@@ -42,6 +49,7 @@ struct SamplingFlags: ParsableArguments {
         var s = SamplingSettings()
         s.stream = stream
         s.every = every
+        s.framesPerInput = framesPerInput
         s.fps = fps
         s.keyframes = keyframes
         s.start = start

@@ -34,7 +34,10 @@ final class FakeReader: FrameReader {
     let counter: LiveCounter?
     let delay: useconds_t
     private var i = 0
-    private var cancelled = false
+    /// Set by `cancel()` from any thread, read by `next()` on the decode thread.
+    private let cancelLock = NSLock()
+    private var _cancelled = false
+    private var cancelled: Bool { cancelLock.lock(); defer { cancelLock.unlock() }; return _cancelled }
     init(count: Int, failAfter: Int? = nil, counter: LiveCounter? = nil, delay: useconds_t = 0) {
         self.count = count; self.failAfter = failAfter; self.counter = counter; self.delay = delay
     }
@@ -46,7 +49,7 @@ final class FakeReader: FrameReader {
         defer { i += 1 }
         return FakeFrame(index: i, counter: counter)
     }
-    func cancel() { cancelled = true }
+    func cancel() { cancelLock.lock(); _cancelled = true; cancelLock.unlock() }
     var framesDecoded: Int { i }
     var decodeErrors: Int { 0 }
     var duration: Double? { Double(count) / 25 }
