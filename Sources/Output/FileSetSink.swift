@@ -16,6 +16,10 @@ public protocol FrameSink: AnyObject {
     func finish(error: String?, completion: @escaping @Sendable (Error?) -> Void)
     /// Final paths of the files this sink produces (nothing for sinks without files).
     var outputPaths: [String] { get }
+    /// A closed label segment (`--segments`), in order with the frames.
+    func writeSegment(_ segment: LabelSegment) throws
+    /// The input's pooled embedding (`--pool`): once, after its last frame, before `finish`.
+    func writePooled(mode: PoolMode, frames: Int, embedding: [Float]) throws
 }
 
 extension FrameSink {
@@ -29,6 +33,11 @@ extension FrameSink {
     }
 
     public var outputPaths: [String] { [] }
+
+    /// Sinks that carry only frame records (a stream's log, a queue job's results) skip segments.
+    public func writeSegment(_ segment: LabelSegment) throws {}
+    /// Sinks that carry only frame records skip the pooled record.
+    public func writePooled(mode: PoolMode, frames: Int, embedding: [Float]) throws {}
 }
 
 /// Per-input files in an output folder: `STEM.jsonl` (the JSON lines), `STEM.npy` (float32

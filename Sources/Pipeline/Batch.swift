@@ -1,8 +1,17 @@
 import Foundation
 
-/// A reusable batch: model input samples written in place by the scale stage, model outputs written
-/// by the infer stage, read by the emit stage, then returned to the pool. Allocated once.
+/// A reusable batch owned by the inference service: scale stages of any inputs write samples into
+/// reserved slots in place, the infer stage writes model outputs, the label stage reads them, then
+/// the batch goes back to the service's pool. Allocated once per service.
 final class Batch: @unchecked Sendable {
+    /// One slot: whose frame it holds and whether its sample is written yet.
+    struct Entry {
+        enum State { case reserved, written, dropped }
+        let route: InputRoute
+        let meta: FrameMeta
+        var state: State
+    }
+
     let capacity: Int
     let sampleSize: Int
     let input: UnsafeMutablePointer<Float>
@@ -10,13 +19,21 @@ final class Batch: @unchecked Sendable {
     let logits: UnsafeMutablePointer<Float>?
     let embeddingDim: Int
     let classCount: Int
-    var metas: [FrameMeta]
-    var count: Int { metas.count }
-    var isFull: Bool { metas.count == capacity }
-    /// The input this batch currently carries frames of.
-    var job: Job?
+    var entries: [Entry] = []
+    /// Inputs' gaps and ends that follow this batch's frames.
+    var eventsAfter: [(route: InputRoute, event: InputEvent)] = []
+    /// When the first slot was reserved (uptime nanoseconds).
+    var openedAt: UInt64 = 0
     /// Set by the infer stage when the model failed on this batch.
     var error: String?
+
+    var count: Int { entries.count }
+    var isFull: Bool { entries.count == capacity }
+    /// No slot is still being written.
+    var isComplete: Bool { !entries.contains { $0.state == .reserved } }
+    var writtenCount: Int { entries.reduce(0) { $0 + ($1.state == .written ? 1 : 0) } }
+    /// Distinct inputs with frames here.
+    var inputCount: Int { Set(entries.map { ObjectIdentifier($0.route) }).count }
 
     init(capacity: Int, sampleSize: Int, embeddingDim: Int, classCount: Int) {
         self.capacity = capacity
@@ -27,20 +44,19 @@ final class Batch: @unchecked Sendable {
         input.initialize(repeating: 0, count: capacity * sampleSize)
         embeddings = embeddingDim > 0 ? .allocate(capacity: capacity * embeddingDim) : nil
         logits = classCount > 0 ? .allocate(capacity: capacity * classCount) : nil
-        metas = []
-        metas.reserveCapacity(capacity)
+        entries.reserveCapacity(capacity)
     }
 
     deinit {
         input.deallocate(); embeddings?.deallocate(); logits?.deallocate()
     }
 
-    /// The slot for the next sample.
-    var nextSlot: UnsafeMutablePointer<Float> { input + metas.count * sampleSize }
+    func slot(_ i: Int) -> UnsafeMutablePointer<Float> { input + i * sampleSize }
 
     func reset() {
-        metas.removeAll(keepingCapacity: true)
-        job = nil
+        entries.removeAll(keepingCapacity: true)
+        eventsAfter.removeAll()
         error = nil
+        openedAt = 0
     }
 }

@@ -67,8 +67,13 @@ public struct InputPlan {
     /// Called when the input is cancelled, also while `openReader` may still be blocked in an open
     /// (a silent server): lets the reader-to-be give up at once.
     public var cancelOpen: (() -> Void)?
-    /// Live input: decoded frames are dropped (oldest first) rather than blocking, and partial
-    /// batches go out after `maxLatency`.
+    /// Makes the input's frame filter (on the scale stage's thread), run on each scaled sample
+    /// before it joins a batch; nil: every frame is kept.
+    public var makeFilter: (() -> SampleFilter)?
+    /// Makes the input's result processors (on its output thread), applied in order between
+    /// labelling and the sink; empty: results go straight to the sink.
+    public var makeProcessors: (() -> [ResultProcessor])?
+    /// Live input: decoded frames are dropped (oldest first) rather than blocking decoding.
     public var live: Bool
 
     public init(name: String, live: Bool = false, openReader: @escaping () throws -> FrameReader,

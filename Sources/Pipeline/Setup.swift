@@ -305,43 +305,44 @@ public struct ModelInputSetup {
     }
 }
 
-/// The engine as the pipeline's `BatchRunner`.
+/// The engine as the pipeline's `BatchRunner`. Runs only batch sizes compiled by `prepare` (powers
+/// of two up to `maxBatch`, and `maxBatch`): a partial batch of 13 runs as 8 + 4 + 1 rows, so no
+/// network is compiled mid-run, on the infer thread, while frames wait.
 public final class EngineRunner: BatchRunner, @unchecked Sendable {
     public let engine: Engine
     public let sampleSize: Int
     public let embeddingDim: Int
     public let classCount: Int
     public var maxBatch: Int { engine.maxBatch }
+    /// Compiled batch sizes, largest first.
+    public let sizes: [Int]
 
     public init(engine: Engine) {
         self.engine = engine
         sampleSize = engine.model.inputShape.reduce(1, *)
         embeddingDim = engine.model.embeddingDim
         classCount = engine.model.classCount
+        var s = [engine.maxBatch]
+        var p = 1
+        while p < engine.maxBatch { s.append(p); p *= 2 }
+        sizes = s.sorted(by: >)
+    }
+
+    /// Compiles the network for every size in `sizes`: call once before a pipeline starts (after
+    /// checking that its buffers fit), so nothing compiles mid-run.
+    public func prepare() throws {
+        for n in sizes { _ = try engine.compiledLayers(batch: n) }
     }
 
     public func run(input: UnsafePointer<Float>, count: Int,
                     embeddings: UnsafeMutablePointer<Float>?, logits: UnsafeMutablePointer<Float>?) throws {
-        try engine.run(input: input, count: count, embeddings: embeddings, logits: logits)
-    }
-}
-
-/// Lets several pipelines (e.g. the service's inbox and live streams) share one engine: calls are
-/// serialised by a lock, since an engine is used by one thread at a time.
-public final class SerializedRunner: BatchRunner, @unchecked Sendable {
-    private let base: BatchRunner
-    private let lock = NSLock()
-    public var sampleSize: Int { base.sampleSize }
-    public var embeddingDim: Int { base.embeddingDim }
-    public var classCount: Int { base.classCount }
-    public var maxBatch: Int { base.maxBatch }
-
-    public init(_ base: BatchRunner) { self.base = base }
-
-    public func run(input: UnsafePointer<Float>, count: Int,
-                    embeddings: UnsafeMutablePointer<Float>?, logits: UnsafeMutablePointer<Float>?) throws {
-        lock.lock(); defer { lock.unlock() }
-        try base.run(input: input, count: count, embeddings: embeddings, logits: logits)
+        var done = 0
+        while done < count {
+            let n = sizes.first { $0 <= count - done }!
+            try engine.run(input: input + done * sampleSize, count: n, embeddings: embeddings.map { $0 + done * embeddingDim },
+                           logits: logits.map { $0 + done * classCount })
+            done += n
+        }
     }
 }
 

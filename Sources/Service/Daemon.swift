@@ -121,7 +121,8 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
         let modelPath = (engine as? PipelineEngine)?.loaded.path ?? config.model.path ?? "(default)"
         log.info("model ready", metadata: ["model.path": "\(modelPath)",
                                            "seconds": "\(String(format: "%.2f", loadSeconds))"])
-        lock.lock(); settings = WorkSettings(engine: engine, config: config); lock.unlock()
+        let service = WorkSettings.makeService(engine: engine, config: config, metrics: metrics)
+        lock.lock(); settings = WorkSettings(engine: engine, config: config, service: service); lock.unlock()
 
         if let listen = config.metricsListen {
             let (host, port) = try ServeConfig.parseListen(listen)
@@ -274,7 +275,13 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
             applied.doneDir = old.config.doneDir; applied.failedDir = old.config.failedDir
             applied.streamDir = old.config.streamDir
         }
-        lock.lock(); settings = WorkSettings(engine: engine, config: applied); let running = streams; let iw = inboxWorker; lock.unlock()
+        var service = old.service
+        if engine !== old.engine || new.model.batch != old.config.model.batch {
+            service = WorkSettings.makeService(engine: engine, config: applied, metrics: metrics)
+            // The old service ends once the inputs still feeding it have (shutdown waits for them).
+            Thread.detachNewThread { old.service.shutdown() }
+        }
+        lock.lock(); settings = WorkSettings(engine: engine, config: applied, service: service); let running = streams; let iw = inboxWorker; lock.unlock()
         iw?.inbox.settleSeconds = applied.settleTime
         if new.streams != old.config.streams || engine !== old.engine || new.output != old.config.output {
             for w in running { w.stop(drainTimeout: applied.drainTimeout) }
@@ -310,6 +317,8 @@ public final class Daemon: ServiceLifecycle.Service, @unchecked Sendable {
             Thread.detachNewThread { s.stop(drainTimeout: drain); group.leave() }
         }
         group.wait()
+        lock.lock(); let last = settings; lock.unlock()
+        last?.service.shutdown()  // every input has ended: no oneDNN call is running after this
         ticker?.cancel()
         metricsServer?.stop()
         log.info("stopped")

@@ -10,12 +10,28 @@ import Glibc
 public struct WorkSettings {
     public var engine: ServeEngine
     public var config: ServeConfig
-    public init(engine: ServeEngine, config: ServeConfig) { self.engine = engine; self.config = config }
+    /// The one inference service on `engine`, fed by the inbox and every stream.
+    public var service: InferenceService
+    public init(engine: ServeEngine, config: ServeConfig, service: InferenceService) {
+        self.engine = engine; self.config = config; self.service = service
+    }
+
+    /// The service for `engine` under `config`: batches of `model.batch` frames (at most the
+    /// engine's), the live latency cap, each model call timed into `metrics` and batches holding
+    /// frames of more than one input counted.
+    public static func makeService(engine: ServeEngine, config: ServeConfig, metrics: Metrics) -> InferenceService {
+        InferenceService(runner: engine.runner, batchSize: min(config.model.batch, engine.runner.maxBatch),
+                         maxLatency: 0.5, policy: .throughput, poolSize: 3,
+                         onBatch: { _, inputs, seconds in
+                             metrics.observeBatch(seconds: seconds)
+                             if inputs > 1 { metrics.add("framepipe_batches_mixed_total") }
+                         })
+    }
 
     /// Pipeline options for one input under these settings.
     func pipelineOptions(live: Bool) -> PipelineOptions {
         var o = PipelineOptions()
-        o.batchSize = min(config.model.batch, engine.runner.maxBatch)
+        o.batchSize = service.batchSize
         o.jobs = 1
         o.emit = config.output.emitOptions
         o.topK = config.output.topK
@@ -170,7 +186,7 @@ final class InboxWorker: @unchecked Sendable {
         meta["stem"] = "\(stem)"
         log.debug("processing \(name)", metadata: meta)
 
-        let runner = TimedRunner(s.engine.runner, metrics: metrics)
+        let runner = s.engine.runner
         var options = s.pipelineOptions(live: false)
         let lines = s.config.output.emitOptions
         options.emit = s.config.output.setComputeOptions
@@ -187,7 +203,7 @@ final class InboxWorker: @unchecked Sendable {
         let open = plan.openReader
         plan.openReader = { WatchedReader(try open(), metrics: metrics, source: "inbox") }
 
-        let pipeline = Pipeline(runner: runner, options: options, stdout: nil, log: { [log] m in
+        let pipeline = Pipeline(service: s.service, options: options, stdout: nil, log: { [log] m in
             log.debug("\(m)", metadata: meta)
         })
         lock.lock()

@@ -37,6 +37,7 @@ public final class Metrics: @unchecked Sendable {
         ("framepipe_jobs_total", "counter", "Queue jobs ended by this worker, by result: done (committed), failed (max_attempts reached), retry (input failed, claimable again), duplicate (another worker committed it first)."),
         ("framepipe_lease_renewals_total", "counter", "Job lease renewals (heartbeats) that succeeded."),
         ("framepipe_queue_database_up", "gauge", "1 while the queue database answers, 0 during an outage (claiming paused)."),
+        ("framepipe_batches_mixed_total", "counter", "Model calls (batches) holding frames of more than one input (inbox files and streams share one inference service)."),
         ("framepipe_batch_latency_seconds", "histogram", "Time of one model call (one batch)."),
     ]
 

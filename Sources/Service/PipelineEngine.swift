@@ -5,8 +5,8 @@ import Output
 import Pipeline
 
 /// The real engine: the model loaded through Pipeline's setup (ONNX or Keras H5, verified,
-/// compiled for oneDNN and warmed up by `LoadedModel.load`), its runner wrapped in a
-/// `SerializedRunner` so the inbox and every stream can share it.
+/// compiled for oneDNN and warmed up by `LoadedModel.load`). The daemon puts one
+/// `InferenceService` on its runner, shared by the inbox and every stream.
 public final class PipelineEngine: ServeEngine {
     /// The loaded model.
     public let loaded: LoadedModel
@@ -15,12 +15,14 @@ public final class PipelineEngine: ServeEngine {
 
     init(loaded: LoadedModel) {
         self.loaded = loaded
-        runner = SerializedRunner(loaded.runner)
+        runner = loaded.runner
     }
 
     /// Loads and warms up the model named by `config` (`EngineLoader`).
     public static func load(_ config: ModelConfig) throws -> ServeEngine {
-        PipelineEngine(loaded: try LoadedModel.load(settings(config)))
+        let loaded = try LoadedModel.load(settings(config))
+        try loaded.runner.prepare()
+        return PipelineEngine(loaded: loaded)
     }
 
     /// The config's model settings (the type `run` uses too) with the model file resolved.

@@ -164,7 +164,6 @@ final class QueueWorker: @unchecked Sendable {
         keeper.start()
         defer { keeper.stop() }
 
-        let runner = TimedRunner(s.engine.runner, metrics: metrics)
         var options = s.pipelineOptions(live: false)
         let emit = s.config.output.emitOptions
         options.emit = emit
@@ -180,7 +179,7 @@ final class QueueWorker: @unchecked Sendable {
         plan.name = job.input
         let open = plan.openReader
         plan.openReader = { WatchedReader(try open(), metrics: metrics, source: "queue") }
-        let pipeline = Pipeline(runner: runner, options: options, stdout: nil, log: { [log] m in log.debug("\(m)", metadata: meta) })
+        let pipeline = Pipeline(service: s.service, options: options, stdout: nil, log: { [log] m in log.debug("\(m)", metadata: meta) })
         lock.lock(); current = pipeline; let stopNow = stopping; lock.unlock()
         if stopNow {
             lock.lock(); current = nil; lock.unlock()

@@ -3,8 +3,8 @@ import Output
 import Pipeline
 
 /// A loaded, warmed-up model and the recipe for turning an input into an `InputPlan` with it.
-/// One engine is shared by the inbox worker and every stream, each running its own `Pipeline`:
-/// `runner` must be safe to call from several pipelines' infer queues at once.
+/// The daemon runs one `InferenceService` on `runner` (its only caller, from one thread); the
+/// inbox worker and every stream feed that service, so their frames share batches.
 public protocol ServeEngine: AnyObject {
     /// The shared model runner.
     var runner: BatchRunner { get }
@@ -17,23 +17,6 @@ public protocol ServeEngine: AnyObject {
 
 /// Builds an engine from the model part of the config (compiling and warming it up).
 public typealias EngineLoader = (ModelConfig) throws -> ServeEngine
-
-/// Times each model call into the metrics histogram; otherwise passes through.
-final class TimedRunner: BatchRunner {
-    let inner: BatchRunner
-    let metrics: Metrics
-    init(_ inner: BatchRunner, metrics: Metrics) { self.inner = inner; self.metrics = metrics }
-    var sampleSize: Int { inner.sampleSize }
-    var embeddingDim: Int { inner.embeddingDim }
-    var classCount: Int { inner.classCount }
-    var maxBatch: Int { inner.maxBatch }
-    func run(input: UnsafePointer<Float>, count: Int,
-             embeddings: UnsafeMutablePointer<Float>?, logits: UnsafeMutablePointer<Float>?) throws {
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        defer { metrics.observeBatch(seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
-        try inner.run(input: input, count: count, embeddings: embeddings, logits: logits)
-    }
-}
 
 /// Wraps an input's reader: counts frames into the metrics, remembers when the last frame came
 /// (for stall detection), and can be asked to end the input cleanly (`finish`: the next read
@@ -133,6 +116,10 @@ final class CountingSink: FrameSink {
         inner.finish(error: error, completion: completion)
     }
     var outputPaths: [String] { inner.outputPaths }
+    func writeSegment(_ segment: LabelSegment) throws { try inner.writeSegment(segment) }
+    func writePooled(mode: PoolMode, frames: Int, embedding: [Float]) throws {
+        try inner.writePooled(mode: mode, frames: frames, embedding: embedding)
+    }
     func abandon() { inner.abandon() }
 }
 

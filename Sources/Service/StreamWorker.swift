@@ -143,7 +143,6 @@ final class StreamWorker: @unchecked Sendable {
         while !isStopping {
             liveness.beat()
             let s = settings()
-            let runner = TimedRunner(s.engine.runner, metrics: metrics)
             let options = s.pipelineOptions(live: true)
             let sink = StreamLogSink(log: streamLog, options: options.emit, frameBase: frameBase)
             let source = config.name
@@ -180,7 +179,7 @@ final class StreamWorker: @unchecked Sendable {
                 if self.isStopping { r.finish() }
                 return r
             }
-            let pipeline = Pipeline(runner: runner, options: options, stdout: nil, log: { _ in })
+            let pipeline = Pipeline(service: s.service, options: options, stdout: nil, log: { _ in })
             let started = DispatchTime.now()
             lock.lock(); current = (pipeline, nil, started); connectTimedOut = false; lock.unlock()
             if isStopping { lock.lock(); current = nil; lock.unlock(); break }

@@ -52,13 +52,13 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "Inputs processed at once.")
     var jobs = 1
 
-    @Option(name: .customLong("max-latency"), parsing: .unconditional, help: "Live inputs: send a partial batch after this many ms.")
+    @Option(name: .customLong("max-latency"), parsing: .unconditional, help: "Send a partial batch once its first frame waited this many ms (inputs share batches).")
     var maxLatency = 500
 
     @Option(name: .customLong("frame-queue"), parsing: .unconditional, help: "Decoded frames buffered per input.")
     var frameQueue = 8
 
-    @Option(name: .customLong("batches-in-flight"), parsing: .unconditional, help: "Batch buffers per concurrent input.")
+    @Option(name: .customLong("batches-in-flight"), parsing: .unconditional, help: "Batch buffers of the inference service (shared by all inputs).")
     var batchesInFlight = 3
 
     @Flag(name: .long, help: "Write label segments (runs of one top-1 label) instead of frame records; each as soon as it closes.")
@@ -120,6 +120,7 @@ struct RunCommand: ParsableCommand {
             throw Failure(.cannotStart, subject: loaded.path, "the model has no class output; use --emit embedding")
         }
         try checkBatchMemory(loaded)
+        try loaded.runner.prepare()
         warnAboutReferenceKernels(loaded.runner.engine)
 
         var options = PipelineOptions()
@@ -171,17 +172,17 @@ struct RunCommand: ParsableCommand {
         if report.failedInputs > 0 { throw ExitCode(ExitStatus.inputFailed.rawValue) }  // each failure already reported
     }
 
-    /// The batch pool is allocated up front: `--jobs` x `--batches-in-flight` batches of `--batch`
-    /// images at the model's input size. A combination that cannot fit is a usage error, not an
+    /// The batch pool is allocated up front: `--batches-in-flight` (at least 3) batches of `--batch`
+    /// images at the model's input size, shared by all `--jobs` inputs. A combination that cannot fit is a usage error, not an
     /// allocation failure (the bound: half of this machine's memory).
     private func checkBatchMemory(_ loaded: LoadedModel) throws {
         let r = loaded.runner
         let floats = Double(r.sampleSize + r.embeddingDim + r.classCount)
-        let bytes = Double(jobs) * Double(max(2, batchesInFlight)) * Double(batch) * floats * 4
+        let bytes = Double(max(3, batchesInFlight)) * Double(batch) * floats * 4
         let budget = Double(ProcessInfo.processInfo.physicalMemory) / 2
         guard bytes > budget else { return }
         let gib = { (v: Double) in String(format: "%.1f GiB", v / Double(1 << 30)) }
-        throw Failure(.usage, "--jobs \(jobs) x --batches-in-flight \(batchesInFlight) x --batch \(batch) buffers of "
+        throw Failure(.usage, "--batches-in-flight \(batchesInFlight) x --batch \(batch) buffers of "
                       + "\(loaded.preprocess.width)x\(loaded.preprocess.height) images need \(gib(bytes)), more than half of "
                       + "this machine's memory (\(gib(budget * 2))); lower one of them")
     }

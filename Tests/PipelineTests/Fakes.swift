@@ -107,3 +107,75 @@ func plan(_ name: String, reader: @escaping () throws -> FrameReader, sink: Memo
     InputPlan(name: name, live: live, openReader: reader,
               makeWriter: { FakeWriter(sampleSize: 4) }, makeSink: { sink })
 }
+
+/// A runner that fails on its `failOn`-th call (0-based) and can be made slow; records whether a
+/// call is in progress and every batch's first sample values.
+final class ScriptedRunner: BatchRunner, @unchecked Sendable {
+    let sampleSize = 4
+    let embeddingDim = 3
+    let classCount = 5
+    let maxBatch: Int
+    let failOn: Int?
+    let delay: useconds_t
+    private let lock = NSLock()
+    private var calls = 0
+    private var _inside = false
+    private(set) var callsWhileInside = 0
+    init(maxBatch: Int = 16, failOn: Int? = nil, delay: useconds_t = 0) {
+        self.maxBatch = maxBatch; self.failOn = failOn; self.delay = delay
+    }
+    var inside: Bool { lock.lock(); defer { lock.unlock() }; return _inside }
+    func run(input: UnsafePointer<Float>, count: Int,
+             embeddings: UnsafeMutablePointer<Float>?, logits: UnsafeMutablePointer<Float>?) throws {
+        lock.lock(); let n = calls; calls += 1; _inside = true; lock.unlock()
+        defer { lock.lock(); _inside = false; lock.unlock() }
+        if delay > 0 { usleep(delay) }
+        if n == failOn { throw FakeFailure(description: "primitive execution failed") }
+        try FakeRunner(maxBatch: maxBatch).run(input: input, count: count, embeddings: embeddings, logits: logits)
+    }
+}
+
+/// A writer whose construction or `failAt`-th frame throws.
+final class ThrowingWriter: SampleWriter {
+    let failAt: Int
+    init(failAt: Int) { self.failAt = failAt }
+    func write(_ frame: PipelineFrame, to slot: UnsafeMutablePointer<Float>) throws {
+        if frame.meta.index == failAt { throw FakeFailure(description: "cannot convert frame \(failAt)") }
+        try FakeWriter(sampleSize: 4).write(frame, to: slot)
+    }
+}
+
+/// A sink that fails on its `failOnWrite`-th record or at finish.
+final class ThrowingSink: FrameSink, @unchecked Sendable {
+    let failOnWrite: Int?
+    let failOnFinish: Bool
+    private var n = 0
+    private(set) var abandoned = false
+    init(failOnWrite: Int? = nil, failOnFinish: Bool = false) { self.failOnWrite = failOnWrite; self.failOnFinish = failOnFinish }
+    func write(_ r: FrameRecord) throws {
+        defer { n += 1 }
+        if n == failOnWrite { throw FakeFailure(description: "disk full") }
+    }
+    func finish(error: String?) throws { if failOnFinish { throw FakeFailure(description: "cannot commit files") } }
+    func abandon() { abandoned = true }
+}
+
+/// A reader whose `next()` sleeps without checking cancellation (like a blocked FFmpeg call),
+/// recording whether a call is in progress.
+final class StubbornReader: FrameReader, @unchecked Sendable {
+    private let lock = NSLock()
+    private var _inside = false
+    private var i = 0
+    var inside: Bool { lock.lock(); defer { lock.unlock() }; return _inside }
+    func next() throws -> PipelineFrame? {
+        lock.lock(); _inside = true; lock.unlock()
+        defer { lock.lock(); _inside = false; lock.unlock() }
+        usleep(300_000)
+        i += 1
+        return FakeFrame(index: i - 1, counter: nil)
+    }
+    func cancel() {}
+    var framesDecoded: Int { i }
+    var decodeErrors: Int { 0 }
+    var duration: Double? { nil }
+}

@@ -9,6 +9,7 @@ import Output
         o.batchSize = batch
         o.jobs = jobs
         o.topK = 1
+        o.maxLatency = 60  // batch sizes below are exact: only the end of input flushes a partial batch
         o.emit = EmitOptions(labels: true, embedding: true)
         return o
     }

@@ -53,3 +53,12 @@ public struct SceneFilter {
         return true
     }
 }
+
+/// `SceneFilter` as an input's `SampleFilter` (one per input, on its scale thread).
+final class SceneSampleFilter: SampleFilter {
+    private var filter: SceneFilter
+    init(_ filter: SceneFilter) { self.filter = filter }
+    func keep(_ sample: UnsafeBufferPointer<Float>, meta: FrameMeta) -> Bool {
+        filter.keep(sample: sample, pts: meta.pts)
+    }
+}
