@@ -26,23 +26,36 @@ public final class Engine {
 
     /// The formats used (FormatPlan's row for this precision on `Engine.isa`).
     public let plan: FormatPlan
+    /// Inference streams: with 2, each of two dedicated threads runs half of every batch on its own
+    /// single-threaded primitives (no OpenMP barrier per layer); with 1, one run uses `threads`
+    /// OpenMP threads. Chosen by `Engine.streams(threads:maxBatch:environment:)`.
+    public let streams: Int
 
     private let context: DNNLContext
     private let lowered: LoweredGraph
     private let weights = WeightCache()
     private let arena = Arena()
     private var networks: [Int: Network] = [:]
+    /// With `streams > 1`: one single-threaded engine per stream, each owned by its own thread.
+    private var lanes: [(thread: LaneThread, engine: Engine)] = []
 
     /// Creates an engine and compiles the network for `maxBatch` (weights are reordered now).
     ///
     /// - Throws: `InferenceError` when bf16 is asked for on a CPU without bf16 support, or when
     ///   oneDNN cannot build a primitive for a node (the error names the node).
-    public init(model: Model, precision: Precision = .fp32, maxBatch: Int, threads: Int? = nil) throws {
+    public convenience init(model: Model, precision: Precision = .fp32, maxBatch: Int, threads: Int? = nil) throws {
+        try self.init(model: model, precision: precision, maxBatch: maxBatch, threads: threads,
+                      streams: Engine.streams(threads: threads, maxBatch: maxBatch,
+                                              environment: ProcessInfo.processInfo.environment))
+    }
+
+    init(model: Model, precision: Precision, maxBatch: Int, threads: Int?, streams: Int) throws {
         precondition(maxBatch > 0, "maxBatch must be positive")
         self.model = model
         self.precision = precision
         self.maxBatch = maxBatch
         self.threads = threads
+        self.streams = streams
         guard let plan = FormatPlan.plan(for: precision, on: Engine.isa, environment: ProcessInfo.processInfo.environment) else {
             let need = precision == .bf16 ? "AVX512-BF16 or AMX" : FormatPlan.minimumISA(for: precision)?.name ?? "another CPU"
             throw InferenceError(source: model.source, reason: "\(precision.rawValue) needs a CPU with \(need) (oneDNN reports \(Engine.cpuISA)); use --precision fp32")
@@ -53,7 +66,34 @@ public final class Engine {
         }
         lowered = try LoweredGraph(model: model)
         _ = try network(maxBatch)
+        if streams > 1 {
+            let half = (maxBatch + streams - 1) / streams
+            for _ in 0..<streams {
+                let thread = LaneThread()
+                nonisolated(unsafe) var made: Result<Engine, Error>!
+                thread.run {
+                    made = Result { try Engine(model: model, precision: precision, maxBatch: half, threads: 1, streams: 1) }
+                }
+                lanes.append((thread, try made.get()))
+            }
+        }
     }
+
+    deinit { for lane in lanes { lane.thread.stop() } }
+
+    /// How many inference streams an engine uses: `FRAMEPIPE_INFER_STREAMS` (1 or 2) when set,
+    /// otherwise 2 when it has exactly 2 threads (explicit, `setInferenceThreads`, or OpenMP's
+    /// default) and a batch of at least 2, else 1. Two streams keep the thread total: each has 1.
+    public static func streams(threads: Int?, maxBatch: Int, environment: [String: String]) -> Int {
+        let total = threads ?? InferenceThreads.defaultCount ?? InferenceThreads.current ?? 1
+        if let v = environment["FRAMEPIPE_INFER_STREAMS"], let n = Int(v), n >= 1 {
+            return min(n, total, maxBatch)
+        }
+        return total == 2 && maxBatch >= 2 ? defaultStreams : 1
+    }
+
+    /// Streams used for a 2-thread engine when `FRAMEPIPE_INFER_STREAMS` is not set.
+    static let defaultStreams = 1
 
     /// True when oneDNN can run bf16 natively on this CPU (AVX512-BF16 or AMX).
     public static var supportsBF16: Bool { FormatPlan.plan(for: .bf16, on: isa) != nil }
@@ -91,6 +131,10 @@ public final class Engine {
     public func run(input: UnsafePointer<Float>, count: Int,
                     embeddings: UnsafeMutablePointer<Float>?, logits: UnsafeMutablePointer<Float>?) throws {
         precondition(count > 0 && count <= maxBatch, "count \(count) outside 1...\(maxBatch)")
+        if lanes.count > 1 && count >= lanes.count {
+            try runLanes(input: input, count: count, embeddings: embeddings, logits: logits)
+            return
+        }
         let net = try network(count)
         InferenceThreads.apply(threads)
         do {
@@ -107,6 +151,33 @@ public final class Engine {
             try context.wait()
         } catch let failure as DNNLFailure {
             throw InferenceError(source: model.source, reason: failure.description)
+        }
+    }
+
+    /// Splits the batch into one contiguous share per stream and runs the shares at once, each on
+    /// its stream's thread (the first shares get the remainder).
+    private func runLanes(input: UnsafePointer<Float>, count: Int,
+                          embeddings: UnsafeMutablePointer<Float>?, logits: UnsafeMutablePointer<Float>?) throws {
+        let imageSize = model.inputShape.reduce(1, *)
+        let embeddingDim = model.embeddingDim, classCount = model.classCount
+        var first = 0
+        var failures = [Error?](repeating: nil, count: lanes.count)
+        try failures.withUnsafeMutableBufferPointer { failed in
+            nonisolated(unsafe) let failed = failed
+            for (i, lane) in lanes.enumerated() {
+                let share = count / lanes.count + (i < count % lanes.count ? 1 : 0)
+                nonisolated(unsafe) let inp = input + first * imageSize
+                nonisolated(unsafe) let emb = embeddings.map { $0 + first * embeddingDim }
+                nonisolated(unsafe) let log = logits.map { $0 + first * classCount }
+                let engine = lane.engine
+                lane.thread.submit {
+                    do { try engine.run(input: inp, count: share, embeddings: emb, logits: log) }
+                    catch { failed[i] = error }
+                }
+                first += share
+            }
+            for lane in lanes { lane.thread.wait() }
+            if let error = failed.lazy.compactMap({ $0 }).first { throw error }
         }
     }
 
@@ -200,5 +271,48 @@ public struct CompiledLayer: Sendable, Equatable {
         var counts: [String: Int] = [:]
         for l in layers { counts[l.implementation, default: 0] += 1 }
         return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+}
+
+/// A dedicated thread that runs submitted closures one at a time. GNU OpenMP keeps the thread
+/// count and its worker pool per calling thread, so a stream's primitives are built and run here.
+final class LaneThread: @unchecked Sendable {
+    private let ready = DispatchSemaphore(value: 0)
+    private let done = DispatchSemaphore(value: 0)
+    private var work: (() -> Void)?
+    private var stopping = false
+
+    init() {
+        let thread = Thread { [self] in
+            while true {
+                ready.wait()
+                if stopping { return }
+                work?()
+                work = nil
+                done.signal()
+            }
+        }
+        thread.name = "framepipe-infer"
+        thread.start()
+    }
+
+    /// Starts `body` on the thread; `wait()` returns when it has finished.
+    func submit(_ body: @escaping () -> Void) {
+        work = body
+        ready.signal()
+    }
+
+    func wait() { done.wait() }
+
+    /// Runs `body` on the thread and waits for it.
+    func run(_ body: @escaping () -> Void) {
+        submit(body)
+        wait()
+    }
+
+    /// Ends the thread after its current work.
+    func stop() {
+        stopping = true
+        ready.signal()
     }
 }

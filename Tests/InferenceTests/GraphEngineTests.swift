@@ -1,6 +1,6 @@
 import TestSupport
 import Foundation
-import Inference
+@testable import Inference
 import Testing
 
 /// Hand-built graphs (the path a Keras importer takes) checked against a direct Swift computation.
@@ -86,6 +86,35 @@ import Testing
         // The residual Add and both activations are fused into convolutions: c1, dw, pw, gap, fc.
         let layers = try engine.describe(batch: 3).filter { !$0.contains("reorder") }
         #expect(layers.count == 5, "\(layers)")
+    }
+
+    /// Two streams (each a single-threaded engine on its own thread, half the batch each) give the
+    /// same results as one, for even and odd counts and a count of 1 (which one stream runs).
+    @Test(arguments: [1, 2]) func streamsMatchDirectComputation(streams: Int) throws {
+        let graph = makeGraph()
+        let model = try Model(graph: graph, source: "handmade")
+        let engine = try Engine(model: model, precision: .fp32, maxBatch: 5, threads: 2, streams: streams)
+        #expect(engine.streams == streams)
+        var rng = SplitMix(seed: 11)
+        let x = (0..<(5 * 243)).map { _ in rng.uniform() * 2 }
+        for count in [5, 4, 1] {
+            var pooled = [Float](repeating: .nan, count: count * 8), logits = [Float](repeating: .nan, count: count * 5)
+            try engine.run(input: x, count: count, embeddings: &pooled, logits: &logits)
+            for n in 0..<count {
+                let ref = reference(graph, Array(x[n * 243 ..< (n + 1) * 243]))
+                for k in 0..<8 { #expect(abs(pooled[n * 8 + k] - ref.pooled[k]) < 1e-4, "count \(count) image \(n) feature \(k)") }
+                for k in 0..<5 { #expect(abs(logits[n * 5 + k] - ref.logits[k]) < 1e-4, "count \(count) image \(n) logit \(k)") }
+            }
+        }
+    }
+
+    @Test func streamPolicy() {
+        #expect(Engine.streams(threads: 2, maxBatch: 16, environment: [:]) == Engine.defaultStreams)
+        #expect(Engine.streams(threads: 1, maxBatch: 16, environment: [:]) == 1)
+        #expect(Engine.streams(threads: 2, maxBatch: 1, environment: [:]) == 1)
+        #expect(Engine.streams(threads: 2, maxBatch: 16, environment: ["FRAMEPIPE_INFER_STREAMS": "1"]) == 1)
+        #expect(Engine.streams(threads: 2, maxBatch: 16, environment: ["FRAMEPIPE_INFER_STREAMS": "2"]) == 2)
+        #expect(Engine.streams(threads: 1, maxBatch: 16, environment: ["FRAMEPIPE_INFER_STREAMS": "2"]) == 1)
     }
 
     @Test func labels() {
