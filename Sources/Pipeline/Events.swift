@@ -5,7 +5,8 @@ import Output
 public struct PipelineOptions: Sendable {
     /// Frames per model call; the last batch of an input may be smaller.
     public var batchSize = 16
-    /// Decoded frames that may wait for the scaler, per input.
+    /// Decoded frames that may wait for the scaler, shared by the inputs running at once: each
+    /// gets `frameLinkCapacity(concurrentInputs:)` of them, so memory does not grow with `jobs`.
     public var frameLinkCapacity = 8
     /// Batch buffers of the inference service (not multiplied by inputs: one pool per service).
     public var batchesPerJob = 3
@@ -32,6 +33,24 @@ public struct PipelineOptions: Sendable {
     public var scene: (threshold: Double, minGap: Double, std: [Float])?
 
     public init() {}
+
+    /// One input's share of the decoded-frame budget when `n` inputs run at once: an equal part
+    /// of `frameLinkCapacity`, never below 2 (one frame being scaled while the next is decoded).
+    /// A 720p frame is 1.4 MB, and each input's decoder holds its own reference frames besides,
+    /// so a fixed per-input depth made 8 inputs cost 1.8x the memory of one.
+    public func frameLinkCapacity(concurrentInputs n: Int) -> Int {
+        max(2, frameLinkCapacity / max(1, n))
+    }
+
+    /// Decoder threads for each of `n` inputs decoding at once on `cores` CPUs when the user left
+    /// it to us (`requested` 0). One input: 0 (FFmpeg's choice, frame threads on every core).
+    /// Several: the cores divided among them, at least 1 each; FFmpeg's choice there would give
+    /// every input cores+1 frame threads, each holding decoded frames of its own, for no speed
+    /// (the inputs already keep every core busy).
+    public static func decoderThreads(requested: Int, concurrentInputs n: Int, cores: Int) -> Int {
+        guard requested == 0, n > 1 else { return requested }
+        return max(1, cores / n)
+    }
 }
 
 /// How the inference service decides what goes into a batch and when it leaves.

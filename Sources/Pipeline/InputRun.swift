@@ -41,12 +41,13 @@ final class InputRun: @unchecked Sendable {
     private var _emitted = 0
     private var _lastPts = 0.0
 
-    init(number: Int, plan: InputPlan, service: InferenceService, options: PipelineOptions, stats: PipelineStats) {
+    init(number: Int, plan: InputPlan, service: InferenceService, options: PipelineOptions, stats: PipelineStats,
+         concurrentInputs: Int = 1) {
         self.number = number
         self.plan = plan
         self.service = service
         self.stats = stats
-        frameLink = BoundedLink(name: "frames-\(number)", capacity: options.frameLinkCapacity,
+        frameLink = BoundedLink(name: "frames-\(number)", capacity: options.frameLinkCapacity(concurrentInputs: concurrentInputs),
                                 policy: plan.live ? .dropOldest : .block)
         route = InputRoute(name: plan.name, eventCapacity: max(2 * options.batchSize, 8),
                            labeler: Labeler(names: options.labelNames, topK: options.emit.labels ? options.topK : 0,

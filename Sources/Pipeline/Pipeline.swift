@@ -109,6 +109,7 @@ public final class Pipeline: @unchecked Sendable {
         started = DispatchTime.now()
         let before = service.batchCounts
         let slots = DispatchSemaphore(value: max(1, options.jobs))
+        let concurrent = max(1, min(options.jobs, plans.count))
         let stages = DispatchGroup()
         for (n, plan) in plans.enumerated() {
             slots.wait()
@@ -121,7 +122,8 @@ public final class Pipeline: @unchecked Sendable {
             if plan.makeFilter == nil, let scene = options.scene {
                 plan.makeFilter = { SceneSampleFilter(SceneFilter(threshold: scene.threshold, minGap: scene.minGap, std: scene.std)) }
             }
-            let run = InputRun(number: n, plan: plan, service: service, options: options, stats: stats)
+            let run = InputRun(number: n, plan: plan, service: service, options: options, stats: stats,
+                               concurrentInputs: concurrent)
             let makeSink: (() throws -> FrameSink)? = plan.makeSink ?? stdout.map { writer in
                 { [options, plan] in
                     JSONLinesSink(writer: writer, input: plan.name, options: options.emit, frameLines: options.frameLines)

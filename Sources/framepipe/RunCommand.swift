@@ -55,7 +55,7 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("max-latency"), parsing: .unconditional, help: "Send a partial batch once its first frame waited this many ms (inputs share batches).")
     var maxLatency = 500
 
-    @Option(name: .customLong("frame-queue"), parsing: .unconditional, help: "Decoded frames buffered per input.")
+    @Option(name: .customLong("frame-queue"), parsing: .unconditional, help: "Decoded frames buffered, shared by the inputs running at once (each gets an equal part, at least 2).")
     var frameQueue = 8
 
     @Option(name: .customLong("batches-in-flight"), parsing: .unconditional, help: "Batch buffers of the inference service (shared by all inputs).")
@@ -153,7 +153,11 @@ struct RunCommand: ParsableCommand {
                 sink = { try FileSetSink(input: input, directory: dir, stem: stem, options: emitOptions,
                                          embeddingDim: dim, topK: k, segments: withSegments) }
             }
-            return makeInputPlan(input: input, model: loaded, source: sampling.sourceOptions(for: input), sink: sink)
+            var source = sampling.sourceOptions(for: input)
+            source.decoderThreads = PipelineOptions.decoderThreads(
+                requested: source.decoderThreads, concurrentInputs: min(jobs, inputs.count),
+                cores: ProcessInfo.processInfo.activeProcessorCount)
+            return makeInputPlan(input: input, model: loaded, source: source, sink: sink)
         }
 
         let pipeline = Pipeline(runner: loaded.runner, options: options,

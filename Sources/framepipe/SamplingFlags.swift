@@ -31,7 +31,7 @@ struct SamplingFlags: ParsableArguments {
         valueName: "n"))
     var framesPerInput: Int?
 
-    @Option(name: .customLong("decoder-threads"), parsing: .unconditional, help: ArgumentHelp("Decoder threads (0 = FFmpeg chooses).", valueName: "n"))
+    @Option(name: .customLong("decoder-threads"), parsing: .unconditional, help: ArgumentHelp("Decoder threads per input (0 = automatic: FFmpeg chooses for one input; with several at once, the cores shared among them).", valueName: "n"))
     var decoderThreads: Int = 0
 
     @Option(name: .customLong("max-pixels"), parsing: .unconditional, help: ArgumentHelp(

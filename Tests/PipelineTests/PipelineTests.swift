@@ -63,6 +63,20 @@ import Output
         for (n, s) in sinks.enumerated() { #expect(s.records.map(\.frame) == Array(0..<(20 + n))) }
     }
 
+    @Test func theDecodedFrameBudgetIsSharedByTheInputsRunningAtOnce() {
+        var o = PipelineOptions()
+        o.frameLinkCapacity = 8
+        #expect(o.frameLinkCapacity(concurrentInputs: 1) == 8)
+        #expect(o.frameLinkCapacity(concurrentInputs: 4) == 2)
+        #expect(o.frameLinkCapacity(concurrentInputs: 8) == 2)   // never below 2
+        #expect(o.frameLinkCapacity(concurrentInputs: 0) == 8)
+        // Automatic decoder threads: FFmpeg's choice for one input, the cores shared among several.
+        #expect(PipelineOptions.decoderThreads(requested: 0, concurrentInputs: 1, cores: 2) == 0)
+        #expect(PipelineOptions.decoderThreads(requested: 0, concurrentInputs: 4, cores: 2) == 1)
+        #expect(PipelineOptions.decoderThreads(requested: 0, concurrentInputs: 2, cores: 8) == 4)
+        #expect(PipelineOptions.decoderThreads(requested: 3, concurrentInputs: 4, cores: 2) == 3)  // the user's word stands
+    }
+
     @Test func slowConsumerBoundsFramesInFlight() {
         let counter = LiveCounter()
         let sink = MemorySink(slow: 300)  // a slow writer
