@@ -123,6 +123,8 @@ final class OutputStage {
             input.didEmit(pts: m.pts)
         } catch is LineWriter.Closed {
             outputClosed()
+        } catch is LineWriter.Abandoned {
+            // The run was cancelled while stdout's reader was not reading: this line is given up.
         } catch {
             s.abandon()
             sink = nil
@@ -163,6 +165,8 @@ final class OutputStage {
                     outcome.files = s.outputPaths
                 } catch is LineWriter.Closed {
                     outputClosed()
+                } catch is LineWriter.Abandoned {
+                    // cancelled meanwhile (see write)
                 } catch {
                     outcome.error = outcome.error ?? "\(error)"
                     log("\(input.plan.name): \(error)")

@@ -70,6 +70,9 @@ public final class Pipeline: @unchecked Sendable {
     /// Stops everything soon: readers are interrupted, links woken, unfinished files dropped.
     public func cancel() {
         lock.lock(); _cancelled = true; let runs = active; lock.unlock()
+        // A writer blocked on a reader that stopped reading would hold the output stage, and so
+        // the run, forever: a cancelled run gives stdout up.
+        stdout?.abandon()
         for r in runs { r.cancel() }
     }
 
