@@ -124,6 +124,7 @@ public struct SamplingSettings: Sendable, Equatable {
         var options = SourceOptions(streamIndex: stream, decoderThreads: decoderThreads, sampling: sampling,
                                     maxPixels: maxPixels, ioTimeout: ioTimeout == 0 ? nil : ioTimeout)
         options.lowDelay = live ?? isLiveInput(input)
+        options.wallClock = options.lowDelay
         return options
     }
 }
