@@ -17,6 +17,14 @@ public final class DecodedFrame: @unchecked Sendable {
     public let pts: Double
     /// True for a key frame (`AVFrame.key_frame`).
     public let keyframe: Bool
+    /// The frame's own duration in seconds: the duration of its packet (`AVFrame.pkt_duration`
+    /// times the time base), else one interval of the stream's average (or base) frame rate; nil
+    /// when neither is known. Stands for the last kept frame's span (`duration` in the records).
+    public let frameDuration: Double?
+    /// Live inputs only: when the frame was received, in seconds since the Unix epoch (UTC): the
+    /// arrival of its packet, or the sender's clock when the stream carries it (RTSP, once an RTCP
+    /// sender report has arrived). Nil for files.
+    public let wall: Double?
     /// The input this frame came from (for error messages further down the pipeline).
     public let input: String
     /// Clockwise display rotation of the stream in degrees (0, 90, 180 or 270; other angles are
@@ -27,13 +35,15 @@ public final class DecodedFrame: @unchecked Sendable {
 
     /// Takes over the contents of `source` (`av_frame_move_ref`), leaving it blank for reuse.
     init(moving source: UnsafeMutablePointer<AVFrame>, index: Int, pts: Double, keyframe: Bool,
-         input: String, rotation: Int) {
+         input: String, rotation: Int, frameDuration: Double? = nil, wall: Double? = nil) {
         guard let f = av_frame_alloc() else { fatalError("av_frame_alloc: out of memory") }
         av_frame_move_ref(f, source)
         frame = f
         self.index = index
         self.pts = pts
         self.keyframe = keyframe
+        self.frameDuration = frameDuration
+        self.wall = wall
         self.input = input
         self.rotation = rotation % 90 == 0 ? rotation % 360 : 0
     }

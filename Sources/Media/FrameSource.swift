@@ -76,6 +76,10 @@ public final class FrameSource {
     /// pts (stream time base) of the last packet sent to the decoder, to skip a seek whose key
     /// frame has already been passed.
     private var lastSentPTS: Int64?
+    /// `wallClock`: when each packet of the stream arrived (seconds since the epoch), by its pts,
+    /// until its frame comes out; and the last frame's wall time (frames never go back in time).
+    private var receivedAt: [Int64: Double] = [:]
+    private var lastWall: (value: Double, senderClock: Bool)?
 
     /// Opens `input` ("-" = stdin, or a URL) and its video stream, ready to decode.
     /// Throws a `MediaError` naming the input when it cannot be opened, has no (such) video stream,
@@ -249,12 +253,13 @@ public final class FrameSource {
             index = nextIndex ?? estimatedIndex(pts)
         }
         nextIndex = index + 1
+        let wall = options.wallClock ? wallTime(pts: pts, ticks: f.pts != FFCode.noPTS ? f.pts : f.best_effort_timestamp) : nil
         if options.sampling.framesPerInput != nil { return takeTarget(pts: pts, index: index) }
         switch sampler.decide(pts: pts, keyframe: f.key_frame != 0) {
         case .keep:
             stats.framesKept += 1
             return DecodedFrame(moving: work.frame, index: index, pts: pts, keyframe: f.key_frame != 0,
-                                input: input, rotation: stream.rotation)
+                                input: input, rotation: stream.rotation, frameDuration: frameDuration(f), wall: wall)
         case .drop:
             av_frame_unref(work.frame)
             return nil
@@ -277,7 +282,7 @@ public final class FrameSource {
         stats.framesKept += 1
         let keyframe = work.frame.pointee.key_frame != 0
         let frame = DecodedFrame(moving: work.frame, index: index, pts: pts, keyframe: keyframe,
-                                 input: input, rotation: stream.rotation)
+                                 input: input, rotation: stream.rotation, frameDuration: frameDuration(work.frame.pointee))
         if let next = targets.first {
             if seekToTargets { seekForTarget(next) }
         } else {
@@ -285,6 +290,36 @@ public final class FrameSource {
             phase = .finished
         }
         return frame
+    }
+
+    /// A frame's own duration in seconds: its packet's (`pkt_duration`), else one average (or
+    /// base) frame interval; nil when the stream says neither.
+    private func frameDuration(_ f: AVFrame) -> Double? {
+        if f.pkt_duration > 0 && timeBase > 0 { return Double(f.pkt_duration) * timeBase }
+        guard let rate = stream.fps ?? stream.baseFPS, rate > 0 else { return nil }
+        return 1 / rate
+    }
+
+    /// `wallClock`: the frame's time in seconds since the Unix epoch. With the sender's clock
+    /// (`AVFormatContext.start_time_realtime`, which FFmpeg's RTSP demuxer sets from the first RTCP
+    /// sender report, at pts 0): that plus `pts`. Otherwise the arrival of the frame's packet
+    /// (`ticks` is its pts), never earlier than the previous frame's (a frame reordered behind a
+    /// later-sent one is only complete when that one has arrived too), or now when unknown.
+    private func wallTime(pts: Double, ticks: Int64) -> Double {
+        let now = Date().timeIntervalSince1970
+        var wall: Double
+        var sender = false
+        let realtime = container.ctx.pointee.start_time_realtime
+        if realtime != FFCode.noPTS && realtime > 0 {
+            wall = Double(realtime) / 1e6 + pts
+            sender = true
+        } else {
+            wall = receivedAt[ticks] ?? now
+        }
+        if ticks != FFCode.noPTS { receivedAt = receivedAt.filter { $0.key > ticks } }
+        if let last = lastWall, last.senderClock == sender { wall = max(wall, last.value) }
+        lastWall = (wall, sender)
+        return wall
     }
 
     /// The stream's declared end: `start + duration` from `AVStream.duration`, else from a
@@ -341,6 +376,10 @@ public final class FrameSource {
                 }
                 guard pkt.pointee.stream_index == streamIndex else { av_packet_unref(pkt); continue }
                 stats.packetsRead += 1
+                if options.wallClock && pkt.pointee.pts != FFCode.noPTS {
+                    if receivedAt.count >= 4096 { receivedAt.removeAll(keepingCapacity: true) }  // frames never came out
+                    receivedAt[pkt.pointee.pts] = Date().timeIntervalSince1970
+                }
                 if pkt.pointee.pts != FFCode.noPTS {
                     packetEnd = max(packetEnd, Double(pkt.pointee.pts + max(0, pkt.pointee.duration)) * timeBase)
                 }

@@ -88,6 +88,8 @@ public struct SourceOptions: Sendable {
     /// and with `keyframesOnly` it is drained after each key frame (otherwise a key frame waits
     /// for the next ones: 1-3 GOPs, and the last ones until the end of the stream).
     public var lowDelay = false
+    /// Stamp each frame with its receive time (`DecodedFrame.wall`): set for live inputs.
+    public var wallClock = false
 
     /// Creates source options; everything is defaulted.
     public init(streamIndex: Int? = nil, decoderThreads: Int = 0, sampling: SamplingOptions = SamplingOptions(),

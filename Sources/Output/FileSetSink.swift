@@ -41,7 +41,7 @@ extension FrameSink {
 }
 
 /// Per-input files in an output folder: `STEM.jsonl` (the JSON lines), `STEM.npy` (float32
-/// [frames, dim] embeddings) and `STEM.csv` (frame, pts, top-k labels), written under temporary
+/// [frames, dim] embeddings) and `STEM.csv` (frame, pts, top-k labels, duration), written under temporary
 /// names and published as one set (`FileSetCommit`) when the input is complete: all files appear,
 /// `.jsonl` last, or none does.
 ///
@@ -66,8 +66,14 @@ public final class FileSetSink: FrameSink, @unchecked Sendable {
     private let segmentsCSV: AtomicFile?
     /// `STEM.pooled.npy` ([1, dim]) with `--pool`, once the pooled embedding is written.
     private var pooledNPY: NPYWriter?
+    /// `STEM.segments.npy` ([segments, dim]) with `--segments` and `--pool`, from the first
+    /// segment with a pooled embedding on: one row per segment, in segment order.
+    private var segmentsNPY: NPYWriter?
     private let io: FileIO
     private let embeddingDim: Int
+    /// False with `--segments` alone: `STEM.jsonl` carries no frame records, as stdout would not
+    /// (the `.npy` and `.csv` rows are still per frame).
+    private let frameLines: Bool
     private var lineBuffer: [UInt8] = []
     private var frames = 0
     /// Commits (and abandons, so the two never overlap) run here, off the writer's thread.
@@ -80,16 +86,19 @@ public final class FileSetSink: FrameSink, @unchecked Sendable {
         if csv != nil { p.append(directory + "/" + stem + ".csv") }
         if segmentsCSV != nil { p.append(directory + "/" + stem + ".segments.csv") }
         if pooledNPY != nil { p.append(directory + "/" + stem + ".pooled.npy") }
+        if segmentsNPY != nil { p.append(directory + "/" + stem + ".segments.npy") }
         return p
     }
 
     public var outputPaths: [String] { paths }
 
-    /// Opens the temporary files. `embeddingDim` 0 writes no `.npy`; `topK` 0 writes no `.csv`.
-    /// `io` carries the file system calls (tests pass failing ones).
+    /// Opens the temporary files. `embeddingDim` 0 writes no `.npy`; `topK` 0 writes no `.csv`;
+    /// `frameLines` false keeps frame records out of the `.jsonl`. `io` carries the file system
+    /// calls (tests pass failing ones).
     public init(input: String, directory: String, stem: String, options: EmitOptions,
-                embeddingDim: Int, topK: Int, segments: Bool = false, io: FileIO = .system) throws {
+                embeddingDim: Int, topK: Int, segments: Bool = false, frameLines: Bool = true, io: FileIO = .system) throws {
         self.io = io
+        self.frameLines = frameLines
         self.input = input
         self.directory = directory
         self.stem = stem
@@ -103,6 +112,7 @@ public final class FileSetSink: FrameSink, @unchecked Sendable {
             let c = try AtomicFile(finalPath: base + ".csv", io: io)
             var header = ["frame", "pts"]
             for i in 1...topK { header += ["label\(i)", "index\(i)", "score\(i)"] }
+            header.append("duration")
             try c.write(Array(CSV.row(header).utf8))
             csv = c
         } else {
@@ -126,15 +136,24 @@ public final class FileSetSink: FrameSink, @unchecked Sendable {
         try embedding.withUnsafeBufferPointer { try npy.append($0) }
     }
 
-    /// A closed label segment: its record in `STEM.jsonl` and a row in `STEM.segments.csv`.
+    /// A closed label segment: its record in `STEM.jsonl` and a row in `STEM.segments.csv`; with a
+    /// pooled embedding, that record too and a row in `STEM.segments.npy`.
     public func writeSegment(_ segment: LabelSegment) throws {
-        try jsonl.write(RecordEncoder.segmentLine(input: input, segment))
+        try jsonl.write(RecordEncoder.segmentLines(input: input, segment, encoding: options.embeddingEncoding))
         try segmentsCSV?.write(Array(CSV.row(RecordEncoder.segmentCSVFields(segment)).utf8))
+        if let p = segment.pooled {
+            if segmentsNPY == nil {
+                segmentsNPY = try NPYWriter(path: directory + "/" + stem + ".segments.npy", dim: p.values.count, io: io)
+            }
+            try p.values.withUnsafeBufferPointer { try segmentsNPY!.append($0) }
+        }
     }
 
     public func write(_ record: FrameRecord) throws {
-        lineBuffer = RecordEncoder.frameLine(record, options: options, reusing: lineBuffer)
-        try jsonl.write(lineBuffer)
+        if frameLines {
+            lineBuffer = RecordEncoder.frameLine(record, options: options, reusing: lineBuffer)
+            try jsonl.write(lineBuffer)
+        }
         if let npy, let e = record.embedding { try npy.append(e) }
         if let csv {
             var fields = [String(record.frame), String(record.pts)]
@@ -146,6 +165,7 @@ public final class FileSetSink: FrameSink, @unchecked Sendable {
                     fields += ["", "", ""]
                 }
             }
+            fields.append(record.duration.map { String($0) } ?? "")
             try csv.write(Array(CSV.row(fields).utf8))
         }
         frames += 1
@@ -171,8 +191,9 @@ public final class FileSetSink: FrameSink, @unchecked Sendable {
                 }
                 try npy?.writeFinalHeader()
                 try pooledNPY?.writeFinalHeader()
+                try segmentsNPY?.writeFinalHeader()
                 // .jsonl last: a present .jsonl means the set is complete.
-                try FileSetCommit.commit([npy?.file, csv, segmentsCSV, pooledNPY?.file, jsonl].compactMap { $0 })
+                try FileSetCommit.commit([npy?.file, csv, segmentsCSV, pooledNPY?.file, segmentsNPY?.file, jsonl].compactMap { $0 })
                 completion(nil)
             } catch {
                 abandonFiles()
@@ -188,6 +209,7 @@ public final class FileSetSink: FrameSink, @unchecked Sendable {
 
     private func abandonFiles() {
         jsonl.abandon(); npy?.abandon(); csv?.abandon(); segmentsCSV?.abandon(); pooledNPY?.abandon()
+        segmentsNPY?.abandon()
     }
 }
 

@@ -45,12 +45,21 @@ public struct FrameRecord {
     public var keyframe: Bool
     public var labels: [LabelScore]
     public var embedding: UnsafeBufferPointer<Float>?
+    /// Seconds this record stands for: to the next kept frame's pts (the input's last kept frame:
+    /// its own frame duration). Nil when unknown (then not written).
+    public var duration: Double?
+    /// Live inputs: when the frame was received, seconds since the Unix epoch (UTC); nil for files.
+    public var wall: Double?
 
-    /// `pts` is kept rounded to microseconds (`FrameRecord.roundedPTS`), as every output shows it.
+    /// `pts` and `duration` are kept rounded to microseconds (`FrameRecord.roundedPTS`), as every
+    /// output shows them; `wall` too.
     public init(input: String, frame: Int, pts: Double, keyframe: Bool,
-                labels: [LabelScore], embedding: UnsafeBufferPointer<Float>?) {
+                labels: [LabelScore], embedding: UnsafeBufferPointer<Float>?,
+                duration: Double? = nil, wall: Double? = nil) {
         self.input = input; self.frame = frame; self.pts = FrameRecord.roundedPTS(pts); self.keyframe = keyframe
         self.labels = labels; self.embedding = embedding
+        self.duration = duration.map(FrameRecord.roundedPTS)
+        self.wall = wall.map(FrameRecord.roundedWall)
     }
 }
 
@@ -65,17 +74,27 @@ extension FrameRecord {
         let rounded = (seconds * 1_000_000).rounded() / 1_000_000
         return rounded == 0 ? 0 : rounded  // no "-0.0"
     }
+
+    /// A wall-clock time (seconds since the epoch, ~1.8e9) rounded to the microsecond: a Double
+    /// holds such values to ~0.2 µs, so the rounded value prints with at most 6 decimals.
+    public static func roundedWall(_ seconds: Double) -> Double {
+        guard seconds.isFinite, abs(seconds) < 1e11 else { return seconds }
+        return (seconds * 1_000_000).rounded() / 1_000_000
+    }
 }
 
 /// Encodes records as JSON lines (schema in README.md, "Output").
 public enum RecordEncoder {
-    /// `{"v":1,"input":..,"frame":..,"pts":..,"keyframe":..,"labels":[..],"embedding":[..]}` + newline.
+    /// `{"v":1,"input":..,"frame":..,"pts":..,"duration":..,"wall":..,"keyframe":..,"labels":[..],"embedding":[..]}`
+    /// + newline (`duration` when known, `wall` on live inputs).
     public static func frameLine(_ r: FrameRecord, options: EmitOptions, reusing buffer: [UInt8] = []) -> [UInt8] {
         var w = JSONObjectWriter(reusing: buffer)
         w.field("v", outputSchemaVersion)
         w.field("input", r.input)
         w.field("frame", r.frame)
         w.field("pts", r.pts)
+        if let d = r.duration { w.field("duration", d) }
+        if let t = r.wall { w.field("wall", t) }
         w.field("keyframe", r.keyframe)
         if options.labels {
             w.field("labels", rawJSON: labelsJSON(r.labels))

@@ -15,10 +15,25 @@ public struct LabelSegment: Sendable, Equatable {
     public var frames: Int
     /// Mean top-1 score of the frames in the segment whose top-1 is the segment's label.
     public var scoreMean: Double
+    /// With `--pool`: the segment's frames' embeddings pooled (nil: off, or no embeddings).
+    public var pooled: PooledEmbedding?
 
-    public init(number: Int, index: Int, label: String?, start: Double, end: Double, frames: Int, scoreMean: Double) {
+    public init(number: Int, index: Int, label: String?, start: Double, end: Double, frames: Int, scoreMean: Double,
+                pooled: PooledEmbedding? = nil) {
         self.number = number; self.index = index; self.label = label
         self.start = start; self.end = end; self.frames = frames; self.scoreMean = scoreMean
+        self.pooled = pooled
+    }
+}
+
+/// A pooled embedding (`--pool`): the mode, how many frame embeddings went into it, the values.
+public struct PooledEmbedding: Sendable, Equatable {
+    public var mode: PoolMode
+    public var frames: Int
+    public var values: [Float]
+
+    public init(mode: PoolMode, frames: Int, values: [Float]) {
+        self.mode = mode; self.frames = frames; self.values = values
     }
 }
 
@@ -38,6 +53,16 @@ extension RecordEncoder {
         return w.finishLine()
     }
 
+    /// The segment's line, followed by its pooled embedding's line when it has one (`--pool`).
+    public static func segmentLines(input: String, _ s: LabelSegment, encoding: EmbeddingEncoding) -> [UInt8] {
+        var out = segmentLine(input: input, s)
+        if let p = s.pooled {
+            out += pooledLine(input: input, mode: p.mode, frames: p.frames, embedding: p.values, encoding: encoding,
+                              segment: s.number)
+        }
+        return out
+    }
+
     /// The columns of `NAME.segments.csv`.
     public static let segmentCSVHeader = ["segment", "index", "label", "start", "end", "frames", "score_mean"]
 
@@ -48,19 +73,21 @@ extension RecordEncoder {
     }
 }
 
-/// How `--pool` combines an input's frame embeddings.
-public enum PoolMode: String, Sendable, CaseIterable {
+/// How `--pool` combines an input's (or a segment's) frame embeddings.
+public enum PoolMode: String, Sendable, CaseIterable, Equatable {
     case mean, max
 }
 
 extension RecordEncoder {
-    /// `{"v":1,"input":..,"pooled":"mean","frames":n,"embedding":[..]}` (or `embedding_b64`) + newline.
+    /// `{"v":1,"input":..,"pooled":"mean","frames":n,"embedding":[..]}` (or `embedding_b64`) + newline;
+    /// a segment's (`segment` set) carries `"segment":k` after `pooled`.
     public static func pooledLine(input: String, mode: PoolMode, frames: Int, embedding: [Float],
-                                  encoding: EmbeddingEncoding) -> [UInt8] {
+                                  encoding: EmbeddingEncoding, segment: Int? = nil) -> [UInt8] {
         var w = JSONObjectWriter()
         w.field("v", outputSchemaVersion)
         w.field("input", input)
         w.field("pooled", mode.rawValue)
+        if let segment { w.field("segment", segment) }
         w.field("frames", frames)
         embedding.withUnsafeBufferPointer { e in
             switch encoding {

@@ -1,7 +1,7 @@
 import Media
 
 extension DecodedFrame: PipelineFrame {
-    public var meta: FrameMeta { FrameMeta(index: index, pts: pts, keyframe: keyframe) }
+    public var meta: FrameMeta { FrameMeta(index: index, pts: pts, keyframe: keyframe, frameDuration: frameDuration, wall: wall) }
 }
 
 /// `FrameSource` as the decode stage's `FrameReader`.

@@ -7,9 +7,15 @@ public struct FrameMeta: Sendable, Equatable {
     /// Presentation time in seconds.
     public var pts: Double
     public var keyframe: Bool
+    /// The frame's own duration in seconds (from its packet, else the frame rate), when known:
+    /// the span of an input's last kept frame.
+    public var frameDuration: Double?
+    /// Live inputs: when the frame was received (seconds since the Unix epoch, UTC); nil for files.
+    public var wall: Double?
 
-    public init(index: Int, pts: Double, keyframe: Bool) {
+    public init(index: Int, pts: Double, keyframe: Bool, frameDuration: Double? = nil, wall: Double? = nil) {
         self.index = index; self.pts = pts; self.keyframe = keyframe
+        self.frameDuration = frameDuration; self.wall = wall
     }
 }
 

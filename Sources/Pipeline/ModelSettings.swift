@@ -95,6 +95,11 @@ public struct SamplingSettings: Sendable, Equatable {
     public var maxPixels = SourceOptions.defaultMaxPixels
     /// Seconds opening and each read may wait; 0: no limit. `--io-timeout`, `sampling.io_timeout`.
     public var ioTimeout = SourceOptions.defaultIOTimeout
+    /// Keep the first frame and each scene change scoring at least this (0...1), judged on the
+    /// scaled sample; nil: off. `--scene`, `sampling.scene` (`run` only: `frames` scales nothing).
+    public var scene: Double?
+    /// With `scene`: seconds at least between two kept frames. `--scene-min-gap`, `sampling.scene_min_gap`.
+    public var sceneMinGap = 0.0
 
     public init() {}
 
@@ -110,6 +115,9 @@ public struct SamplingSettings: Sendable, Equatable {
         try SettingRules.decoderThreads.validate(decoderThreads)
         try SettingRules.maxPixels.validate(maxPixels)
         try SettingRules.ioTimeout.validate(ioTimeout)
+        try SettingRules.scene.validate(scene)
+        try SettingRules.sceneMinGap.validate(sceneMinGap)
+        try SettingRules.checkScene(scene: scene, minGap: sceneMinGap, framesPerInput: framesPerInput)
     }
 
     /// The sampling part alone.
@@ -124,6 +132,7 @@ public struct SamplingSettings: Sendable, Equatable {
         var options = SourceOptions(streamIndex: stream, decoderThreads: decoderThreads, sampling: sampling,
                                     maxPixels: maxPixels, ioTimeout: ioTimeout == 0 ? nil : ioTimeout)
         options.lowDelay = live ?? isLiveInput(input)
+        options.wallClock = options.lowDelay
         return options
     }
 }

@@ -24,7 +24,7 @@ public final class JSONLinesSink: FrameSink {
     }
 
     public func writeSegment(_ segment: LabelSegment) throws {
-        try writer.write(RecordEncoder.segmentLine(input: input, segment))
+        try writer.write(RecordEncoder.segmentLines(input: input, segment, encoding: options.embeddingEncoding))
     }
 
     public func writePooled(mode: PoolMode, frames: Int, embedding: [Float]) throws {
@@ -43,6 +43,15 @@ public final class JSONLinesSink: FrameSink {
 /// input's `ResultProcessor`s to its sink, and finishes the input at its end. Runs on the input's
 /// own output queue; owns the sink and the processors. Progress, the outcome and the error record
 /// all come from this one event stream.
+///
+/// Each frame's `duration` is the span to the next kept frame, so the stage holds one frame back
+/// (one `FrameResult` per input: the memory bound does not change) and writes it when the next one
+/// arrives; at the end of the input the last one gets its own frame duration. On a live input the
+/// held frame waits at most `maxLatency` seconds: if the next kept frame has not come by then, it
+/// is written with the previous frame's span (its own frame duration for the first), an estimate,
+/// so a line never waits for a frame that may be seconds away (`--keyframes`, `--scene`).
+/// Segments and pooling see each frame when it arrives, so a segment record still comes just
+/// before the frame record that closed it.
 final class OutputStage {
     private let input: InputRun
     private let makeSink: (() throws -> FrameSink)?
@@ -57,6 +66,13 @@ final class OutputStage {
     /// `--segments` and `--pool` state of this input (nil: off).
     private var tracker: SegmentTracker?
     private var pooler: EmbeddingPooler?
+    /// The frame held back until the next kept frame gives its duration.
+    private var pending: FrameResult?
+    /// Live inputs: when the held frame must be written even without its successor.
+    private var pendingDeadline: Date?
+    /// The last exact span written (the estimate for a live frame whose successor is late).
+    private var lastSpan: Double?
+    private let holdLimit: Double?
 
     /// - Parameters:
     ///   - makeSink: the input's sink (its plan's, or stdout's).
@@ -67,15 +83,25 @@ final class OutputStage {
          finished: @escaping (InputOutcome) -> Void) {
         self.input = run; self.makeSink = makeSink; self.stats = stats; self.runCancelled = runCancelled
         self.outputClosed = outputClosed; self.log = log; self.finished = finished
-        tracker = options.segmentMin.map { SegmentTracker(minDuration: $0) }
+        tracker = options.segmentMin.map { SegmentTracker(minDuration: $0, pool: options.pool) }
         pooler = options.pool.map { EmbeddingPooler(mode: $0) }
+        holdLimit = run.plan.live ? max(0, options.maxLatency) : nil
     }
 
     func run() {
         processors = input.plan.makeProcessors?() ?? []
         var dropped = 0
         var end = InputEnd.cancelled
-        loop: while case .item(let event) = input.route.events.pop() {
+        loop: while true {
+            let event: InputEvent
+            switch input.route.events.pop(until: pendingDeadline) {
+            case .item(let e): event = e
+            case .finished: break loop
+            case .timedOut:
+                // A live frame's successor is late: write it with an estimated span.
+                if let p = pending { emit(p, duration: lastSpan ?? p.meta.frameDuration) }
+                continue loop
+            }
             switch event {
             case .frame(let result):
                 guard input.failure == nil else { continue }
@@ -95,6 +121,9 @@ final class OutputStage {
                 do { try p.finish(end, emit: { self.process($0, from: i + 1) }) } catch { input.fail("\(error)") }
             }
         }
+        // The last kept frame: its own duration (also for an input that failed part-way).
+        if let p = pending, !runCancelled() { emit(p, duration: p.meta.frameDuration) }
+        pending = nil
         finish(end)
     }
 
@@ -110,17 +139,53 @@ final class OutputStage {
         write(result)
     }
 
+    /// A kept frame arrives: the held one is written with its span up to this one, this one is
+    /// counted into the segments and the pooled embedding, then held.
     private func write(_ result: FrameResult) {
-        guard let s = openSink() else { return }
+        guard openSink() != nil else { return }
+        if let p = pending {
+            let span = FrameRecord.roundedPTS(result.meta.pts) - FrameRecord.roundedPTS(p.meta.pts)
+            if span > 0 { lastSpan = span }
+            emit(p, duration: span > 0 ? span : p.meta.frameDuration)
+        }
+        guard let s = sink else { return }
         let m = result.meta
-        do {
+        perform {
             try result.embedding.withUnsafeBufferPointer { emb in
-                if !emb.isEmpty { pooler?.add(emb) }
-                if let closed = tracker?.add(pts: m.pts, top: result.labels.first) { try s.writeSegment(closed) }
-                try s.write(FrameRecord(input: input.plan.name, frame: m.index, pts: m.pts, keyframe: m.keyframe,
-                                        labels: result.labels, embedding: emb.isEmpty ? nil : emb))
+                let e = emb.isEmpty ? nil : emb
+                if let e { pooler?.add(e) }
+                if let closed = tracker?.add(pts: m.pts, top: result.labels.first, embedding: e) { try s.writeSegment(closed) }
             }
-            input.didEmit(pts: m.pts)
+        }
+        guard sink != nil else { return }
+        pending = result
+        pendingDeadline = holdLimit.map { Date().addingTimeInterval($0) }
+    }
+
+    /// Writes the held frame `p` with `duration`.
+    private func emit(_ p: FrameResult, duration: Double?) {
+        pending = nil
+        pendingDeadline = nil
+        guard let s = sink else { return }
+        let m = p.meta
+        let ok = perform {
+            try p.embedding.withUnsafeBufferPointer { emb in
+                try s.write(FrameRecord(input: input.plan.name, frame: m.index, pts: m.pts, keyframe: m.keyframe,
+                                        labels: p.labels, embedding: emb.isEmpty ? nil : emb,
+                                        duration: duration, wall: m.wall))
+            }
+        }
+        if ok { input.didEmit(pts: m.pts) }
+    }
+
+    /// Runs a sink call: a closed stdout ends the run quietly; any other failure drops the sink
+    /// and fails the input. True when it succeeded.
+    @discardableResult
+    private func perform(_ body: () throws -> Void) -> Bool {
+        guard let s = sink else { return false }
+        do {
+            try body()
+            return true
         } catch is LineWriter.Closed {
             outputClosed()
         } catch is LineWriter.Abandoned {
@@ -131,6 +196,7 @@ final class OutputStage {
             sinkFailed = true
             input.fail("\(error)")
         }
+        return false
     }
 
     private func openSink() -> FrameSink? {

@@ -123,7 +123,7 @@ public final class Pipeline: @unchecked Sendable {
             }
             var plan = plan
             if plan.makeFilter == nil, let scene = options.scene {
-                plan.makeFilter = { SceneSampleFilter(SceneFilter(threshold: scene.threshold, minGap: scene.minGap, std: scene.std)) }
+                plan.sampleScenes(threshold: scene.threshold, minGap: scene.minGap, std: scene.std)
             }
             let run = InputRun(number: n, plan: plan, service: service, options: options, stats: stats,
                                concurrentInputs: concurrent)

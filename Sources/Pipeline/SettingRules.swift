@@ -125,6 +125,36 @@ public enum SettingRules {
     /// 0 = no limit; the deadline arithmetic is in nanoseconds (UInt64).
     public static let ioTimeout = DoubleRule(SettingName("io-timeout", table: "sampling"), 0...1e6, unit: " s")
 
+    /// `--scene T` / `sampling.scene`: a score like ffmpeg's `scene`.
+    public static let scene = DoubleRule(SettingName("scene", table: "sampling"), 0...1)
+    /// Up to a day between kept frames.
+    public static let sceneMinGap = DoubleRule(SettingName("scene-min-gap", table: "sampling"), 0...86_400, unit: " s")
+
+    public static let emit = SettingName("emit", table: "output")
+    public static let segments = SettingName("segments", table: "output")
+    /// Up to a day for a label to hold.
+    public static let segmentMin = DoubleRule(SettingName("segment-min", table: "output"), 0...86_400, unit: " s")
+    public static let withFrames = SettingName("with-frames", table: "output")
+    public static let pool = SettingName("pool", table: "output")
+
+    /// Cross-setting rules of scene sampling: a gap needs a threshold, and scene changes and
+    /// `frames-per-input` both choose the frames.
+    public static func checkScene(scene: Double?, minGap: Double, framesPerInput: Int?) throws {
+        if scene != nil && framesPerInput != nil {
+            throw SettingError(Self.scene.name, "and {other} both choose the frames: give one of them",
+                               other: Self.framesPerInput.name)
+        }
+        if minGap > 0 && scene == nil { throw SettingError(sceneMinGap.name, "goes with {other}", other: Self.scene.name) }
+    }
+
+    /// Cross-setting rules of segments and pooling: segments need labels, pooling embeddings,
+    /// frame records beside segments need segments.
+    public static func checkRecords(segments: Bool, withFrames: Bool, pool: Bool, labels: Bool, embeddings: Bool) throws {
+        if segments && !labels { throw SettingError(Self.segments, "needs labels: {other} must include labels", other: emit) }
+        if pool && !embeddings { throw SettingError(Self.pool, "needs embeddings: {other} must include embedding", other: emit) }
+        if withFrames && !segments { throw SettingError(Self.withFrames, "goes with {other}", other: Self.segments) }
+    }
+
     /// Cross-setting rule of `start` and `end`.
     public static func checkWindow(start: Double?, end: Double?) throws {
         if let start, let end, !(start < end) {

@@ -37,6 +37,7 @@ public struct WorkSettings {
         o.topK = config.output.topK
         o.minScore = config.output.minScore
         o.labelNames = engine.labels
+        config.output.records.apply(to: &o)
         if live { o.maxLatency = 0.5 }
         return o
     }
@@ -194,9 +195,10 @@ final class InboxWorker: @unchecked Sendable {
         let topK = files.contains("csv") && options.emit.labels && runner.classCount > 0 ? options.topK : 0
         let dim = files.contains("npy") ? runner.embeddingDim : 0
         let metrics = self.metrics
+        let withSegments = options.segmentMin != nil, frameLines = options.frameLines
         var plan = s.engine.plan(input: path, live: false, sampling: s.config.sampling, sink: { [outbox] in
             CountingSink(try FileSetSink(input: name, directory: outbox, stem: stem, options: lines,
-                                         embeddingDim: dim, topK: topK),
+                                         embeddingDim: dim, topK: topK, segments: withSegments, frameLines: frameLines),
                          metrics: metrics, source: "inbox")
         })
         plan.name = name

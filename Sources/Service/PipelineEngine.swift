@@ -35,6 +35,9 @@ public final class PipelineEngine: ServeEngine {
     public func plan(input: String, live: Bool, sampling: SamplingSettings, sink: (() throws -> FrameSink)?) -> InputPlan {
         // Live streams decode with low delay (slice threads only), as `run` does for them.
         let source = sampling.sourceOptions(for: input, live: live)
-        return makeInputPlan(input: input, model: loaded, source: source, live: live, sink: sink)
+        var plan = makeInputPlan(input: input, model: loaded, source: source, live: live, sink: sink)
+        // `sampling.scene`: judged on the scaled sample, with this model's std (as `run --scene`).
+        if let t = sampling.scene { plan.sampleScenes(threshold: t, minGap: sampling.sceneMinGap, std: loaded.preprocess.std) }
+        return plan
     }
 }

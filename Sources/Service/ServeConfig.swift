@@ -76,7 +76,7 @@ extension ModelSettings: Decodable {
 extension SamplingSettings: Decodable {
     enum CodingKeys: String, CodingKey {
         case stream, every, framesPerInput = "frames_per_input", fps, keyframes, start, end, decoderThreads = "decoder_threads", maxPixels = "max_pixels",
-             ioTimeout = "io_timeout"
+             ioTimeout = "io_timeout", scene, sceneMinGap = "scene_min_gap"
     }
 
     /// The `[sampling]` table: the same settings as `run`'s sampling and input-limit flags.
@@ -93,6 +93,8 @@ extension SamplingSettings: Decodable {
         decoderThreads = try c.decodeIfPresent(Int.self, forKey: .decoderThreads) ?? decoderThreads
         maxPixels = try c.decodeIfPresent(Int.self, forKey: .maxPixels) ?? maxPixels
         ioTimeout = try c.decodeNumber(forKey: .ioTimeout) ?? ioTimeout
+        scene = try c.decodeNumber(forKey: .scene)
+        sceneMinGap = try c.decodeNumber(forKey: .sceneMinGap) ?? sceneMinGap
     }
 }
 
@@ -108,11 +110,15 @@ public struct OutputConfig: Sendable, Equatable, Decodable {
     public var embeddingEncoding: String = "base64"
     public var topK: Int = 5
     public var minScore: Float = 0
+    /// `segments`, `segment_min`, `with_frames`, `pool`: the settings of `run`'s `--segments`,
+    /// `--segment-min`, `--with-frames` and `--pool`, with the same rules.
+    public var records = RecordSettings()
 
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case emit, files, embeddingEncoding = "embedding_encoding", topK = "top_k", minScore = "min_score"
+        case emit, files, embeddingEncoding = "embedding_encoding", topK = "top_k", minScore = "min_score",
+             segments, segmentMin = "segment_min", withFrames = "with_frames", pool
     }
 
     public init(from decoder: Decoder) throws {
@@ -122,6 +128,15 @@ public struct OutputConfig: Sendable, Equatable, Decodable {
         embeddingEncoding = try c.decodeIfPresent(String.self, forKey: .embeddingEncoding) ?? "base64"
         topK = try c.decodeIfPresent(Int.self, forKey: .topK) ?? 5
         minScore = Float(try c.decodeNumber(forKey: .minScore) ?? 0)
+        records.segments = try c.decodeIfPresent(Bool.self, forKey: .segments) ?? records.segments
+        records.segmentMin = try c.decodeNumber(forKey: .segmentMin) ?? records.segmentMin
+        records.withFrames = try c.decodeIfPresent(Bool.self, forKey: .withFrames) ?? records.withFrames
+        if let p = try c.decodeIfPresent(String.self, forKey: .pool) {
+            guard let mode = PoolMode(rawValue: p) else {
+                throw SettingError(SettingRules.pool, "must be one of \(PoolMode.allCases.map(\.rawValue).joined(separator: ", ")) (got \(p))")
+            }
+            records.pool = mode
+        }
     }
 
     /// What each JSON line carries, as the Output target understands it.
@@ -258,7 +273,8 @@ public struct ServeConfig: Sendable, Equatable {
     public var model = ModelConfig()
     /// `[sampling]`: which frames of each input (inbox files and streams) are processed, and the
     /// input limits; the same settings and limits as `run`'s `--every`, `--fps`, `--keyframes`,
-    /// `--start`/`--end`, `--stream`, `--decoder-threads`, `--max-pixels`, `--io-timeout`.
+    /// `--start`/`--end`, `--stream`, `--decoder-threads`, `--max-pixels`, `--io-timeout`,
+    /// `--frames-per-input`, `--scene`, `--scene-min-gap`.
     public var sampling = SamplingSettings()
     public var output = OutputConfig()
     public var streams: [StreamConfig] = []
@@ -368,6 +384,7 @@ public struct ServeConfig: Sendable, Equatable {
             try sampling.validate()
             try SettingRules.topK.validate(output.topK)
             try SettingRules.minScore.validate(output.minScore)
+            try output.records.validate(labels: output.emit.contains("labels"), embeddings: output.emit.contains("embedding"))
         } catch let e as SettingError {
             throw fail(e.keyMessage)
         }

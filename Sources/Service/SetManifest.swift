@@ -27,8 +27,11 @@ public struct SetManifest: Codable, Equatable, Sendable {
     /// The manifest's path for `stem` in `outbox`.
     public static func path(outbox: String, stem: String) -> String { outbox + "/" + stem + ".manifest.json" }
 
-    /// The set files a stem may have (`.jsonl` last: its presence means the set is complete).
-    static func setFiles(stem: String) -> [String] { [stem + ".npy", stem + ".csv", stem + ".jsonl"] }
+    /// The set files a stem may have (`.jsonl` last: its presence means the set is complete);
+    /// the segment and pooled files only with `output.segments` / `output.pool`.
+    static func setFiles(stem: String) -> [String] {
+        [".npy", ".csv", ".segments.csv", ".pooled.npy", ".segments.npy", ".jsonl"].map { stem + $0 }
+    }
 
     /// True when `STEM.jsonl` (committed last) exists and does not end with an error record: the
     /// set is complete and describes a successful run.

@@ -143,21 +143,34 @@ public final class StreamLog: @unchecked Sendable {
 /// The `FrameSink` of one connection of a stream: frame records appended to the stream's log.
 /// `finish` and `abandon` keep the log open (it outlives connections). Frame numbers are offset by
 /// `frameBase` (frames of earlier connections), so they keep counting across reconnects.
+/// With `output.segments`, segment records (and with `output.pool` pooled ones) go to the log too,
+/// and frame records only with `output.with_frames`, as `run` writes them to stdout.
 final class StreamLogSink: FrameSink {
     let log: StreamLog
     let options: EmitOptions
     let frameBase: Int
+    let frameLines: Bool
+    let name: String
     private var buffer: [UInt8] = []
     private(set) var lastPts: Double?
-    init(log: StreamLog, options: EmitOptions, frameBase: Int = 0) {
+    init(log: StreamLog, options: EmitOptions, frameBase: Int = 0, frameLines: Bool = true, name: String = "") {
         self.log = log; self.options = options; self.frameBase = frameBase
+        self.frameLines = frameLines; self.name = name
     }
     func write(_ record: FrameRecord) throws {
+        lastPts = record.pts
+        guard frameLines else { return }
         var record = record
         record.frame += frameBase
         buffer = RecordEncoder.frameLine(record, options: options, reusing: buffer)
         try log.append(buffer)
-        lastPts = record.pts
+    }
+    func writeSegment(_ segment: LabelSegment) throws {
+        try log.append(RecordEncoder.segmentLines(input: name, segment, encoding: options.embeddingEncoding))
+    }
+    func writePooled(mode: PoolMode, frames: Int, embedding: [Float]) throws {
+        try log.append(RecordEncoder.pooledLine(input: name, mode: mode, frames: frames, embedding: embedding,
+                                                encoding: options.embeddingEncoding))
     }
     func finish(error: String?) throws { log.sync() }
     func abandon() { log.sync() }

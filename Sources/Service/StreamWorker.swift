@@ -144,7 +144,8 @@ final class StreamWorker: @unchecked Sendable {
             liveness.beat()
             let s = settings()
             let options = s.pipelineOptions(live: true)
-            let sink = StreamLogSink(log: streamLog, options: options.emit, frameBase: frameBase)
+            let sink = StreamLogSink(log: streamLog, options: options.emit, frameBase: frameBase,
+                                     frameLines: options.frameLines, name: config.name)
             let source = config.name
             let metrics = self.metrics
             let url = Self.effectiveURL(config.url, stallTimeout: config.stallTimeout)

@@ -81,7 +81,7 @@ struct RunCommand: ParsableCommand {
         "With --scene: seconds at least between two kept frames.", valueName: "seconds"))
     var sceneMinGap = 0.0
 
-    @Option(name: .long, help: "With --emit embedding or both: one pooled (mean or max) embedding per input, as its own record (NAME.pooled.npy with --output-dir).")
+    @Option(name: .long, help: "With --emit embedding or both: one pooled (mean or max) embedding per input, as its own record (NAME.pooled.npy with --output-dir); with --segments also one per segment (NAME.segments.npy).")
     var pool: PoolMode?
 
     @Flag(name: .shortAndLong, help: "No progress line or summary on stderr.")
@@ -99,16 +99,29 @@ struct RunCommand: ParsableCommand {
         if inputs.filter({ $0 == "-" }).count > 1 { throw Failure.usage("'-' (stdin) can be given once") }
         if inputs.contains("") { throw Failure.usage("an input is an empty string") }
         if outputDir == "" { throw Failure.usage("--output-dir is an empty string") }
-        if !(segmentMin.isFinite && segmentMin >= 0) { throw Failure.usage("--segment-min must be a number of seconds >= 0") }
-        if segments && emit == .embedding { throw Failure.usage("--segments needs labels: use --emit labels or both") }
-        if let scene, !(scene >= 0 && scene <= 1) { throw Failure.usage("--scene must be a score from 0 to 1") }
-        if !(sceneMinGap.isFinite && sceneMinGap >= 0) { throw Failure.usage("--scene-min-gap must be a number of seconds >= 0") }
-        if scene != nil && sampling.framesPerInput != nil {
-            throw Failure.usage("--scene and --frames-per-input both choose the frames: give one of them")
+        // The same rules as the service config's `sampling.scene*` and `output.segments`/`pool` keys.
+        try FlagRules.usage {
+            try samplingSettings.validate()
+            try records.validate(labels: emit != .embedding, embeddings: emit != .labels)
         }
-        if sceneMinGap > 0 && scene == nil { throw Failure.usage("--scene-min-gap goes with --scene") }
-        if pool != nil && emit == .labels { throw Failure.usage("--pool needs embeddings: use --emit embedding or both") }
-        if withFrames && !segments { throw Failure.usage("--with-frames goes with --segments") }
+    }
+
+    /// The sampling flags with `--scene`/`--scene-min-gap` (which only `run` has).
+    var samplingSettings: SamplingSettings {
+        var s = sampling.settings
+        s.scene = scene
+        s.sceneMinGap = sceneMinGap
+        return s
+    }
+
+    /// `--segments`, `--segment-min`, `--with-frames`, `--pool` as the settings type the service shares.
+    var records: RecordSettings {
+        var r = RecordSettings()
+        r.segments = segments
+        r.segmentMin = segmentMin
+        r.withFrames = withFrames
+        r.pool = pool
+        return r
     }
 
     func run() throws {
@@ -134,12 +147,8 @@ struct RunCommand: ParsableCommand {
         options.topK = topK
         options.minScore = minScore
         options.labelNames = loaded.labels
-        options.pool = pool
-        if let scene { options.scene = (scene, sceneMinGap, loaded.preprocess.std) }
-        if segments {
-            options.segmentMin = segmentMin
-            options.frameLines = withFrames
-        }
+        records.apply(to: &options)
+        samplingSettings.applyScene(to: &options, std: loaded.preprocess.std)
 
         var naming = OutputNaming()
         let plans = inputs.map { input -> InputPlan in
@@ -149,9 +158,9 @@ struct RunCommand: ParsableCommand {
                 let emitOptions = options.emit
                 let dim = emit == .labels ? 0 : loaded.runner.embeddingDim
                 let k = emit == .embedding ? 0 : topK
-                let withSegments = segments
+                let withSegments = segments, frameLines = options.frameLines
                 sink = { try FileSetSink(input: input, directory: dir, stem: stem, options: emitOptions,
-                                         embeddingDim: dim, topK: k, segments: withSegments) }
+                                         embeddingDim: dim, topK: k, segments: withSegments, frameLines: frameLines) }
             }
             var source = sampling.sourceOptions(for: input)
             source.decoderThreads = PipelineOptions.decoderThreads(

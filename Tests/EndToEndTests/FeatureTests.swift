@@ -146,6 +146,65 @@ struct PoolTests {
         #expect((Double(parts.split(separator: " ").last ?? "") ?? 1) < 1e-5, "\(parts)")
     }
 
+    /// `--pool` with `--segments`: after each segment's record, its pooled record, equal to the
+    /// mean of the embeddings of the frame records inside [start, end); the input's own pooled record
+    /// last. With --output-dir, NAME.segments.npy holds those rows in segment order (numpy reads it).
+    @Test func eachSegmentGetsThePoolOfItsFrames() throws {
+        let r = try framepipe(["run", "--model", FeatureTests.model, "--quiet", "--emit", "both", "--top-k", "1",
+                               "--segments", "--with-frames", "--pool", "mean", FeatureTests.slideshow])
+        #expect(r.status == 0, "\(r.stderrText)")
+        let objs = try r.lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let frames = objs.filter { $0["frame"] != nil }
+        let segments = objs.filter { $0["start"] != nil }
+        let pooled = objs.filter { $0["pooled"] != nil && $0["segment"] != nil }
+        #expect(frames.count == 200 && segments.count == 4 && pooled.count == 4)
+        for (k, seg) in segments.enumerated() {
+            let at = try #require(objs.firstIndex { $0["start"] != nil && $0["segment"] as? Int == k })
+            let p = objs[at + 1]
+            #expect(p["pooled"] as? String == "mean" && p["segment"] as? Int == k, "record after segment \(k): \(p.keys)")
+            let start = seg["start"] as! Double, end = seg["end"] as! Double
+            let inside = frames.filter { ($0["pts"] as! Double) >= start - 1e-6 && ($0["pts"] as! Double) < end - 1e-6 }
+            #expect(inside.count == seg["frames"] as? Int && p["frames"] as? Int == inside.count)
+            let got = try #require(p["embedding"] as? [Double])
+            let rows = inside.map { $0["embedding"] as! [Double] }
+            for i in 0..<1280 {
+                let want = rows.map { $0[i] }.reduce(0, +) / Double(rows.count)
+                if abs(got[i] - want) > 1e-4 * max(1, abs(want)) { Issue.record("segment \(k) element \(i): \(got[i]) != \(want)"); break }
+            }
+        }
+        let last = try #require(objs.last)
+        #expect(last["pooled"] as? String == "mean" && last["segment"] == nil && last["frames"] as? Int == 200)
+    }
+
+    @Test(.enabled(if: TestEnv.hasPython))
+    func segmentsNPYHoldsOneRowPerSegment() throws {
+        let dir = try TestEnv.tempDir()
+        let r = try framepipe(["run", "--model", FeatureTests.model, "--quiet", "--emit", "both", "--segments",
+                               "--pool", "max", "--output-dir", dir.path, FeatureTests.slideshow])
+        #expect(r.status == 0, "\(r.stderrText)")
+        let base = dir.path + "/slideshow_dev"
+        // --segments alone: the .jsonl carries no frame records (as stdout), the .npy and .csv still do.
+        let script = """
+            import json, numpy as n
+            lines = [json.loads(l) for l in open('\(base).jsonl')]
+            assert not [l for l in lines if 'frame' in l], 'frame records in the jsonl'
+            segs = [l for l in lines if 'start' in l]
+            pooled = [l for l in lines if 'pooled' in l and 'segment' in l]
+            f = n.load('\(base).npy'); s = n.load('\(base).segments.npy')
+            assert f.shape == (200, 1280) and s.shape == (4, 1280), (f.shape, s.shape)
+            for k, seg in enumerate(segs):
+                a = round(seg['start'] * 25); b = round(seg['end'] * 25)
+                assert n.array_equal(s[k], f[a:b].max(0)), k
+                assert n.array_equal(n.array(pooled[k]['embedding'], dtype=n.float32), s[k]), k
+            print('ok', len(segs))
+            """
+        let py = try runProcess(TestEnv.python, ["-c", script])
+        #expect(py.status == 0, "\(py.stderrText)")
+        #expect(py.stdoutText.hasPrefix("ok 4"), "\(py.stdoutText)")
+        let csvRows = try String(contentsOfFile: base + ".csv", encoding: .utf8).split(separator: "\n").count
+        #expect(csvRows == 201)
+    }
+
     @Test func poolNeedsEmbeddings() throws {
         let r = try framepipe(["run", "--model", FeatureTests.model, "--pool", "mean", Self.carphone])
         #expect(r.status == 2 && r.stderrText.contains("--pool"))

@@ -24,6 +24,11 @@ import TestSupport
         ("--decoder-threads", "sampling", "decoder_threads", "65", "65", "must be in 0...64 (got 65)"),
         ("--max-pixels", "sampling", "max_pixels", "0", "0", "must be in 1...1099511627776 (got 0)"),
         ("--io-timeout", "sampling", "io_timeout", "2e6", "2e6", "must be in 0...1000000 s (got 2000000)"),
+        ("--scene", "sampling", "scene", "1.5", "1.5", "must be in 0...1 (got 1.5)"),
+        ("--scene", "sampling", "scene", "-0.1", "-0.1", "must be in 0...1 (got -0.1)"),
+        ("--scene-min-gap", "sampling", "scene_min_gap", "-1", "-1", "must be in 0...86400 s (got -1)"),
+        ("--segment-min", "output", "segment_min", "-1", "-1", "must be in 0...86400 s (got -1)"),
+        ("--segment-min", "output", "segment_min", "1e6", "1e6", "must be in 0...86400 s (got 1000000)"),
     ]
 
     func config(in dir: URL, table: String, line: String) throws -> String {

@@ -62,3 +62,11 @@ final class SceneSampleFilter: SampleFilter {
         filter.keep(sample: sample, pts: meta.pts)
     }
 }
+
+extension InputPlan {
+    /// Keeps only this input's scene changes (and its first frame): a `SceneFilter` per run of the
+    /// plan, on its scale stage. `std` is the model's, turning sample differences into pixel units.
+    public mutating func sampleScenes(threshold: Double, minGap: Double, std: [Float]) {
+        makeFilter = { SceneSampleFilter(SceneFilter(threshold: threshold, minGap: minGap, std: std)) }
+    }
+}
