@@ -30,6 +30,8 @@ enum Arg {
     static let src: Int32 = 1, src1: Int32 = 2, dst: Int32 = 17, weights: Int32 = 33, bias: Int32 = 41
     static let scratchpad: Int32 = 80, from: Int32 = 1, to: Int32 = 17
     static let postOpDepthwise: Int32 = 8192
+    /// DNNL_ARG_ATTR_ZERO_POINTS, or-ed with the argument the zero point belongs to.
+    static let zeroPoints: Int32 = 4096
 }
 
 /// A CPU engine and an in-order stream (`dnnl_engine_create`, `dnnl_stream_create`).
@@ -150,9 +152,10 @@ final class Primitive {
     }
 
     /// A reorder between two layouts or data types (`dnnl_reorder_primitive_desc_create`).
-    init(reorderFrom src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t, context: DNNLContext) throws {
+    init(reorderFrom src: dnnl_memory_desc_t, to dst: dnnl_memory_desc_t, context: DNNLContext,
+         attributes: PrimitiveAttributes? = nil) throws {
         var s = src, d = dst
-        let attributes = try PrimitiveAttributes()
+        let attributes = try attributes ?? PrimitiveAttributes()
         var pd: dnnl_primitive_desc_t?
         try dnnl(dnnl_reorder_primitive_desc_create(&pd, &s, context.engine, &d, context.engine, attributes.handle),
                  "create reorder primitive descriptor")

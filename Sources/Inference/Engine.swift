@@ -61,6 +61,14 @@ public final class Engine {
             throw InferenceError(source: model.source, reason: "\(precision.rawValue) needs a CPU with \(need) (oneDNN reports \(Engine.cpuISA)); use --precision fp32")
         }
         self.plan = plan
+        if precision == .int8 && ProcessInfo.processInfo.environment["FRAMEPIPE_INT8_UNFINISHED"] != "1" {
+            // Network+Int8.swift compiles and runs without reference kernels, but its results are
+            // not yet those of the QDQ graph (issue #12): refused until they are.
+            throw InferenceError(source: model.source, reason: "int8 is not finished: its results differ from the QDQ model's (issue #12); use --precision fp32, which runs a QDQ model with its weights dequantized")
+        }
+        if precision == .int8 && model.graph.quantization.isEmpty {
+            throw InferenceError(source: model.source, reason: "int8 needs a quantized model (QDQ ONNX: QuantizeLinear/DequantizeLinear pairs); make one with `framepipe quantize`, or use --precision fp32")
+        }
         do { context = try DNNLContext() } catch {
             throw InferenceError(source: model.source, reason: "\(error)")
         }
@@ -218,6 +226,11 @@ public final class Engine {
     public var referenceLayers: [CompiledLayer] {
         Engine.layers(of: networks[maxBatch]!, includeOutputs: true).filter(\.isReference)
     }
+
+    /// int8 without VNNI: the layers whose weights run halved to 7 bits because a pair of their
+    /// u8 x s8 products could saturate int16 (Network+Int8.swift). Empty with VNNI, for 7-bit
+    /// (`reduce_range`) models and for other precisions.
+    public var halvedWeightLayers: [String] { networks[maxBatch]!.halvedLayers }
 
     private static func layers(of net: Network, includeOutputs: Bool) -> [CompiledLayer] {
         let outputs = includeOutputs ? [net.embeddingStep!] + (net.logitsStep.map { [$0] } ?? []) : []

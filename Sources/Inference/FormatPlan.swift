@@ -11,9 +11,12 @@
 // - avx512_core and above: nChw16c (jit_1x1 / jit_dw:avx512_core, ~1.2x oneDNN's own nhwc choice).
 // - bf16 with AMX: "any" (nhwc, AMX brgemm kernels; a forced block turns AMX off, 3x slower);
 //   bf16 without AMX: nChw16c, like fp32 on AVX-512.
-// - int8 (to come): one more `DataType` (u8 activations, s8 weights) and rows keyed by the ISAs
-//   whose int8 kernels oneDNN has (avx2_vnni, avx512_core_vnni, ...; nhwc is what its int8
-//   brgemm/jit kernels want); a precision with no row for the CPU is refused by the engine.
+// - int8: u8 activations (int8 models' values shifted by 128), s8 weights, channels last (nhwc is
+//   what oneDNN's int8 jit kernels take on every ISA; blocked int8 layouts get ref kernels). Without
+//   VNNI, oneDNN multiplies u8 x s8 with vpmaddubsw, whose pairwise int16 sums saturate for
+//   full-range weights (`pairSums16`): Network+Int8.swift then checks each layer's weights and
+//   halves those that could saturate (oneDNN's own remedy for s8 sources, done per layer here);
+//   with VNNI (vpdpbusd, int32 sums) every layer is exact.
 import CDNNL
 
 /// An x86-64 instruction set as oneDNN names it (`dnnl_cpu_isa_t`). Each value is a bit mask that
@@ -85,14 +88,19 @@ public struct FormatPlan: Sendable, Equatable {
     /// Whether a 1x1 convolution and the 3x3 depthwise one after it run as one primitive (oneDNN's
     /// depthwise post-op) where oneDNN has a jit kernel for the pair.
     public var fuseDepthwise = true
+    /// int8 only: u8 x s8 products are summed in pairs into saturating int16 (no VNNI).
+    public var pairSums16 = false
 
     /// A oneDNN element type, named so callers need not import CDNNL.
     public enum DataType: String, Sendable {
         case f32, bf16
+        /// u8 activations with s8 weights and s32 accumulation (Network+Int8.swift).
+        case int8
         var dnnl: dnnl_data_type_t {
             switch self {
             case .f32: return dnnl_f32
             case .bf16: return dnnl_bf16
+            case .int8: return dnnl_s8
             }
         }
     }
@@ -112,6 +120,10 @@ public struct FormatPlan: Sendable, Equatable {
         Row(precision: .fp32, isa: .avx512Core, plan: FormatPlan(dataType: .f32, activations: .blocked16)),
         Row(precision: .bf16, isa: .avx512CoreBF16, plan: FormatPlan(dataType: .bf16, activations: .blocked16)),
         Row(precision: .bf16, isa: .avx512CoreAMX, plan: FormatPlan(dataType: .bf16, activations: .any)),
+        Row(precision: .int8, isa: .sse41, plan: FormatPlan(dataType: .int8, activations: .channelsLast, fuseDepthwise: false, pairSums16: true)),
+        Row(precision: .int8, isa: .avx2VNNI, plan: FormatPlan(dataType: .int8, activations: .channelsLast, fuseDepthwise: false)),
+        Row(precision: .int8, isa: .avx512Core, plan: FormatPlan(dataType: .int8, activations: .channelsLast, fuseDepthwise: false, pairSums16: true)),
+        Row(precision: .int8, isa: .avx512CoreVNNI, plan: FormatPlan(dataType: .int8, activations: .channelsLast, fuseDepthwise: false)),
     ]
 
     /// The plan for `precision` on `isa`, or nil when the table has no row for it (unsupported).

@@ -207,6 +207,8 @@ public struct Graph: Sendable, Equatable {
     /// Outputs whose final Softmax the optimiser removed: the output value (raw logits) → the
     /// original output's name, whose values are the softmax of these over the last axis.
     public var softmaxRemoved: [String: String] = [:]
+    /// QDQ annotations (scales and zero points of activations, integer weights); empty for a float model.
+    public var quantization = Quantization()
 
     /// Creates a graph.
     public init(inputs: [ValueInfo], outputs: [ValueInfo], nodes: [Node], initializers: [String: Tensor]) {

@@ -4,6 +4,8 @@ public enum Precision: String, Sendable, CaseIterable {
     case fp32
     /// bfloat16 weights and activations with fp32 accumulation (needs a CPU with AVX512-BF16 or AMX).
     case bf16
+    /// int8 activations and weights with int32 accumulation, as a quantized (QDQ) model prescribes.
+    case int8
 }
 
 /// A model that cannot be loaded or run: says which model, which node (if any) and what failed.

@@ -40,7 +40,11 @@ final class WeightCache {
         let target = try Memory(desc, context, allocate: true)
         let reorder = try Primitive(reorderFrom: plain, to: desc, context: context)
         var args = [dnnl_exec_arg_t(arg: Arg.from, memory: source.handle), dnnl_exec_arg_t(arg: Arg.to, memory: target.handle)]
-        try dnnl(dnnl_primitive_execute(reorder.handle, context.stream, 2, &args), "reorder weights")
+        // int8 weights with s8s8 compensation need a scratchpad for the reorder.
+        let scratch = MD.size(reorder.query(dnnl_query_scratchpad_md)) > 0
+            ? try Memory(reorder.query(dnnl_query_scratchpad_md), context, allocate: true) : nil
+        if let scratch { args.append(dnnl_exec_arg_t(arg: Arg.scratchpad, memory: scratch.handle)) }
+        try dnnl(dnnl_primitive_execute(reorder.handle, context.stream, Int32(args.count), &args), "reorder weights")
         try context.wait()
         entries[key, default: []].append(target)
         return target
@@ -50,7 +54,7 @@ final class WeightCache {
 /// The compiled network for one batch size.
 final class Network {
     let batch: Int
-    private(set) var steps: [Step] = []
+    var steps: [Step] = []
     /// Memories pointing into arena slots (slot -1: scratchpad slot index is `scratchSlot`).
     private var bound: [(memory: Memory, slot: Int)] = []
     private var owned: [Memory] = []
@@ -64,15 +68,22 @@ final class Network {
     /// Number of activation reorders between layers (0 when formats are consistent).
     private(set) var interLayerReorders = 0
 
-    private let context: DNNLContext
+    let context: DNNLContext
     /// The formats chosen for this precision on this CPU (FormatPlan's table).
     let plan: FormatPlan
+    /// int8 only: how each activation is stored (Network+Int8.swift).
+    var int8Values: [String: Int8Value] = [:]
+    /// int8 only: layers run with halved (7-bit) weights because int16 pair sums could saturate.
+    var halvedLayers: [String] = []
+    /// int8 only: run-time zero-point memories the steps' arguments point to.
+    var int8Constants: [Memory] = []
+    let sourceName: String
 
     // Compile-time state.
-    private var descs: [String: dnnl_memory_desc_t] = [:]
-    private var memories: [String: Memory] = [:]
-    private var slotOf: [String: Int] = [:]
-    private var freeSlots: [Int] = []
+    var descs: [String: dnnl_memory_desc_t] = [:]
+    var memories: [String: Memory] = [:]
+    var slotOf: [String: Int] = [:]
+    var freeSlots: [Int] = []
     private var slotSizes: [Int] = []
     private var scratchSize = 0
     private var scratchMemories: [Memory] = []
@@ -82,6 +93,7 @@ final class Network {
         self.batch = batch
         self.context = context
         self.plan = plan
+        sourceName = model.source
         let dt = plan.dataType.dnnl
 
         // The caller's input, f32 plain (NCHW for images), bound at run time.
@@ -100,7 +112,11 @@ final class Network {
 
         for (i, layer) in lowered.layers.enumerated() {
             do {
-                try compile(layer, index: i, dt: dt, lastUse: lastUse, weights: weights)
+                if plan.dataType == .int8 {
+                    try compileInt8(layer, index: i, model: model, lowered: lowered, lastUse: lastUse, weights: weights)
+                } else {
+                    try compile(layer, index: i, dt: dt, lastUse: lastUse, weights: weights)
+                }
             } catch let failure as DNNLFailure {
                 throw InferenceError(source: model.source, node: layer.name, op: "oneDNN", reason: failure.description)
             }
@@ -116,7 +132,7 @@ final class Network {
             let src = descs[phys]!
             let dst = try MD.make(src.dimensions, dnnl_f32, MD.plain(Int(src.ndims)))
             let mem = try Memory(dst, context, allocate: false)
-            let step = try makeStep(Primitive(reorderFrom: src, to: dst, context: context),
+            let step = try makeStep(Primitive(reorderFrom: src, to: dst, context: context, attributes: int8OutputAttributes(phys)),
                                     [(Arg.from, memories[phys]!), (Arg.to, mem)], layer: "output \(name)")
             return (mem, step)
         }
@@ -146,7 +162,7 @@ final class Network {
 
     // MARK: - Compilation
 
-    private func makeStep(_ p: Primitive, _ args: [(Int32, Memory)], layer: String) throws -> Step {
+    func makeStep(_ p: Primitive, _ args: [(Int32, Memory)], layer: String) throws -> Step {
         var list = ContiguousArray(args.map { dnnl_exec_arg_t(arg: $0.0, memory: $0.1.handle) })
         let scratch = p.query(dnnl_query_scratchpad_md)
         if MD.size(scratch) > 0 {
@@ -159,7 +175,7 @@ final class Network {
     }
 
     /// A fresh activation memory for `value` in a free (or new) arena slot.
-    private func allocate(_ value: String, _ desc: dnnl_memory_desc_t, reuse slot: Int? = nil) throws -> Memory {
+    func allocate(_ value: String, _ desc: dnnl_memory_desc_t, reuse slot: Int? = nil) throws -> Memory {
         let s = slot ?? (freeSlots.popLast() ?? { slotSizes.append(0); return slotSizes.count - 1 }())
         slotSizes[s] = max(slotSizes[s], MD.size(desc))
         let m = try Memory(desc, context, allocate: false)
@@ -171,7 +187,7 @@ final class Network {
     }
 
     /// `value`'s memory in layout `desc`, adding a reorder step when it differs from the stored one.
-    private func source(_ value: String, as desc: dnnl_memory_desc_t, layer: String) throws -> Memory {
+    func source(_ value: String, as desc: dnnl_memory_desc_t, layer: String) throws -> Memory {
         let have = descs[value]!
         if MD.equal(have, desc) { return memories[value]! }
         let tmp = try allocate("\(value)#\(steps.count)", desc)
@@ -184,7 +200,7 @@ final class Network {
     }
     private var pendingTemporaries: [String] = []
 
-    private func releaseTemporaries() {
+    func releaseTemporaries() {
         for t in pendingTemporaries { if let s = slotOf.removeValue(forKey: t) { freeSlots.append(s) } }
         pendingTemporaries.removeAll()
     }

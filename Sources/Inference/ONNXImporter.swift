@@ -15,11 +15,12 @@ public struct ONNXImporter {
     /// The model path, used in every error.
     public let source: String
 
-    private var graph = Graph(inputs: [], outputs: [], nodes: [], initializers: [:])
-    private var ints: [String: [Int]] = [:]          // int64 constants (Reshape targets, shape arithmetic)
-    private var shapes: [String: [Int]] = [:]        // per-sample activation shapes, as nodes are added
+    var graph = Graph(inputs: [], outputs: [], nodes: [], initializers: [:])
+    var ints: [String: [Int]] = [:]          // int64 constants (Reshape targets, shape arithmetic)
+    var shapes: [String: [Int]] = [:]        // per-sample activation shapes, as nodes are added
     private var opset = 13
     private var uses: [String: Int] = [:]            // readers of each value in the ONNX graph (outputs count)
+    var qdq = QDQState()                             // QuantizeLinear outputs, DequantizeLinear aliases (+QDQ.swift)
 
     /// Creates an importer for errors that name `source`.
     public init(source: String) { self.source = source }
@@ -69,6 +70,7 @@ public struct ONNXImporter {
         shapes = try graph.inferShapes(source: source)
         for node in g.node { for input in node.input { uses[input, default: 0] += 1 } }
         for output in g.output { uses[output.name, default: 0] += 1 }
+        qdq.graphOutputs = Set(g.output.map(\.name))
         for node in g.node {
             do { try convert(node) } catch let error as NodeError {
                 throw InferenceError(source: source, node: node.name.isEmpty ? node.output.first ?? "" : node.name,
@@ -119,6 +121,7 @@ public struct ONNXImporter {
         if t.dataLocation == .external {
             throw InferenceError(source: source, node: name, op: "initializer", reason: "external tensor data is not supported")
         }
+        qdq.constantTypes[name] = (t.dataType, dims)
         func raw<T>(_ type: T.Type) -> [T]? {
             guard t.rawData.count == count * MemoryLayout<T>.size else { return nil }
             return t.rawData.withUnsafeBytes { bytes in (0..<count).map { bytes.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self) } }
@@ -133,9 +136,13 @@ public struct ONNXImporter {
                 if ints[name]?.count != count { ints[name] = nil } else { return }
         case 9: ints[name] = (t.rawData.isEmpty ? t.int32Data.map { Int($0) } : raw(UInt8.self)?.map { Int($0) })   // bool
                 if ints[name]?.count != count { ints[name] = nil } else { return }
+        case 2: ints[name] = t.rawData.isEmpty ? t.int32Data.map { Int($0) } : raw(UInt8.self)?.map { Int($0) }   // uint8 (QDQ)
+                if ints[name]?.count != count { ints[name] = nil } else { return }
+        case 3: ints[name] = t.rawData.isEmpty ? t.int32Data.map { Int($0) } : raw(Int8.self)?.map { Int($0) }    // int8 (QDQ)
+                if ints[name]?.count != count { ints[name] = nil } else { return }
         default:
             throw InferenceError(source: source, node: name, op: "initializer",
-                                 reason: "tensor data type \(t.dataType) is not supported (float32, float64, int32, int64, bool only)")
+                                 reason: "tensor data type \(t.dataType) is not supported (float32, float64, int8, uint8, int32, int64, bool only)")
         }
         guard let values = floats, values.count == count else {
             throw InferenceError(source: source, node: name, op: "initializer",
@@ -150,7 +157,7 @@ public struct ONNXImporter {
     public static let supportedOps: Set<String> = [
         "Conv", "BatchNormalization", "Relu", "Clip", "Add", "GlobalAveragePool", "AveragePool", "Flatten",
         "Reshape", "Gemm", "MatMul", "Softmax", "Dropout", "Identity", "Constant",
-        "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat",
+        "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "QuantizeLinear", "DequantizeLinear",
     ]
 
     /// Dispatches on the op type (Operators.md gives each attribute default used below).
@@ -191,6 +198,8 @@ public struct ONNXImporter {
         case "Gather": try gather(node, a)
         case "Unsqueeze", "Squeeze": try ints[node.input[0]] != nil ? intPassThrough(node) : squeeze(node, a)
         case "Concat": try concat(node)
+        case "QuantizeLinear": try quantizeLinear(node, a)
+        case "DequantizeLinear": try dequantizeLinear(node, a)
         default: throw NodeError("unsupported operator")
         }
     }
@@ -199,11 +208,11 @@ public struct ONNXImporter {
         guard node.domain.isEmpty || node.domain == "ai.onnx" else { throw NodeError("operator domain '\(node.domain)' is not supported") }
         guard ONNXImporter.supportedOps.contains(node.opType) else { throw NodeError("unsupported operator") }
         guard !node.input.isEmpty || node.opType == "Constant", !node.output.isEmpty else { throw NodeError("node has no inputs or outputs") }
-        try dispatch(node, NodeAttributes(node.attribute))
+        try dispatch(resolvingQDQ(node), NodeAttributes(node.attribute))
     }
 
     /// Appends an IR node, inferring its output shape now so errors name this node.
-    private mutating func add(_ node: Onnx_NodeProto, _ op: Op, inputs: [String]? = nil, outputs: [String]? = nil) throws {
+    mutating func add(_ node: Onnx_NodeProto, _ op: Op, inputs: [String]? = nil, outputs: [String]? = nil) throws {
         let inputs = inputs ?? node.input
         let outputs = outputs ?? node.output
         guard outputs.dropFirst().allSatisfy({ $0.isEmpty }) else {
@@ -453,7 +462,7 @@ public struct ONNXImporter {
 }
 
 /// Attribute lookup by name for one ONNX node.
-private struct NodeAttributes {
+struct NodeAttributes {
     let byName: [String: Onnx_AttributeProto]
     init(_ list: [Onnx_AttributeProto]) { byName = Dictionary(list.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a }) }
     func float(_ name: String) -> Float? { byName[name].map { $0.f } }

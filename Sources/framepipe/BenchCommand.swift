@@ -32,7 +32,7 @@ struct BenchCommand: AsyncParsableCommand {
     var batch: Int?
     @Option(help: "A float32 .npy [N, C, H, W] to run instead of random input.") var input: String?
     @Option(help: "Write the last run's embeddings.npy and logits.npy into this folder.") var saveOutputs: String?
-    @Option(help: "Precision: fp32 or bf16.") var precision: Precision = .fp32
+    @Option(help: "Precision: fp32, bf16 or int8 (int8 needs a quantized QDQ model).") var precision: Precision = .fp32
     @Option(parsing: .unconditional, help: "oneDNN (OpenMP) threads; default: OpenMP's default (all cores or OMP_NUM_THREADS).") var threads: Int?
     @Option(parsing: .unconditional, help: "Timed runs (after warm-up).") var iterations: Int = 20
     @Option(parsing: .unconditional, help: "Warm-up runs.") var warmup: Int = 3

@@ -11,7 +11,7 @@ struct ModelFlags: ParsableArguments {
         discussion: "Default: $FRAMEPIPE_MODEL, then the default model (see `framepipe models`)."))
     var model: String?
 
-    @Option(name: .long, help: "Precision: fp32 or bf16 (bf16 needs a CPU with AVX512-BF16 or AMX).")
+    @Option(name: .long, help: "Precision: fp32, bf16 (needs a CPU with AVX512-BF16 or AMX) or int8 (needs a quantized QDQ model).")
     var precision: Precision = .fp32
 
     @Option(name: .long, parsing: .unconditional, help: "oneDNN threads (default: all cores).")
