@@ -1,16 +1,19 @@
 // The int8 runtime: lowers the layers of a QDQ model to oneDNN int8 primitives (oneDNN 2.6
 // dev_guide_convolution / dev_guide_attributes_quantization: u8/s8 source, s8 weights, s32
-// accumulation, per-channel output scales, post-ops applied in f32 before the final rounding).
+// accumulation, per-channel output scales, f32 post-ops before the final conversion).
 //
-// Semantics, per fused layer (a Conv with its activations and residual Add, as Lowering.swift
-// groups them), with `s`/`z` the scale and zero point of each QDQ pair:
-//     acc  = sum((x_q - z_x) * w_q) + bias / (s_x * s_w)             (int32 in oneDNN)
-//     y_q  = saturate(round_half_even(s_x * s_w / s_y * acc  [activation bounds / s_y]
-//                                     + s_r / s_y * (r_q - z_r) + z_y))
-// Zero points are folded into the f32 bias (exact: a 1x1 convolution has no padding; a padded
-// convolution needs its input's zero point to be 0 in the stored type, which holds for ReLU
-// outputs, or oneDNN's source zero-point attribute). onnxruntime rounds the Conv result before a
-// residual Add; here the sum happens before the one rounding (a difference of at most one step).
+// The arithmetic is onnxruntime's (MLAS QuantizeLinear / requantization / QLinearAdd), which is
+// also the QDQ graph's up to where float ops round. With `s`/`z` the scale and zero point of
+// each QDQ pair and the int32 bias `b` (scale s_x * s_w, as quantizers write it):
+//     quantize:  x_q = saturate(round_half_even(x / s_x) + z_x)     (division, clamp, round, + z)
+//     conv:      y_q = saturate(round_half_even(s_x * s_w / s_y * (sum((x_q - z_x) * w_q) + b)) + z_y)
+//     + residual Add r (after the conv's own pair c, which onnxruntime rounds to first):
+//                y_q = saturate(round_half_even(s_c / s_y * (c_q - z_c) + s_r / s_y * (r_q - z_r)) + z_y)
+// oneDNN 2.6 adds the bias in accumulator units before the output scales, and its post-op chain
+// runs in f32 on the scaled result: clip, round and linear post-ops rebuild "round, then add the
+// zero point" (adding an odd zero point before rounding moves ties; in f32 it also makes new ones).
+// A source zero point is folded into the bias for unpadded convolutions (exact) and given to
+// oneDNN at run time for padded ones (padding is the zero point, a real 0).
 // Activations are stored as uint8 on every CPU (an int8 model's values shifted by 128: same
 // scale, zero point + 128), so int8 and uint8 models take one path. Without VNNI (FormatPlan's
 // `pairSums16`), oneDNN's u8 x s8 kernels add products in pairs into saturating int16
@@ -19,6 +22,7 @@
 // on such CPUs, but here only where needed: 7-bit `reduce_range` models stay exact. Anything else
 // a QDQ model asks for and this cannot represent fails naming the node.
 import CDNNL
+import Foundation
 
 /// How one activation is stored in the int8 network.
 struct Int8Value {
@@ -79,17 +83,29 @@ extension Network {
     /// The activation layout of the int8 network (FormatPlan's int8 rows: nhwc).
     private var int8Tag: dnnl_format_tag_t { plan.activations.tag ?? dnnl_nhwc }
 
-    /// Attributes with output scales (per output channel when they differ), an optional source
-    /// zero point and post-ops (eltwise clip_v2 / linear, sum with a scale and data type).
-    private func int8Attributes(scales: [Float], sourceZeroPoint: Int32 = 0,
-                                postOps: [(kind: String, a: Float, b: Float, type: dnnl_data_type_t)]) throws -> PrimitiveAttributes {
+    /// One step of an int8 primitive's f32 post-op chain (applied after the output scales).
+    enum Int8PostOp {
+        /// `x = min(max(x, low), high)`.
+        case clip(Float, Float)
+        /// `x = round half to even (x)` (`dnnl_eltwise_round`).
+        case round
+        /// `x = a * x + b`.
+        case linear(Float, Float)
+        /// `x += scale * destination` (the residual, stored as `type`, already in the destination).
+        case sum(Float, dnnl_data_type_t)
+    }
+
+    /// Attributes with output scales (per output channel when they differ; nil: none), an optional
+    /// run-time source zero point and a post-op chain.
+    func int8Attributes(scales: [Float]?, sourceZeroPoint: Int32 = 0, postOps: [Int8PostOp]) throws -> PrimitiveAttributes {
         let attrs = try PrimitiveAttributes()
-        let common = scales.allSatisfy { $0 == scales[0] }
-        var s = common ? [scales[0]] : scales
-        try dnnl(dnnl_primitive_attr_set_output_scales(attrs.handle, Int64(s.count), common ? 0 : 1 << 1, &s), "set output scales")
+        if let scales {
+            let common = scales.allSatisfy { $0 == scales[0] }
+            var s = common ? [scales[0]] : scales
+            try dnnl(dnnl_primitive_attr_set_output_scales(attrs.handle, Int64(s.count), common ? 0 : 1 << 1, &s), "set output scales")
+        }
         if sourceZeroPoint != 0 {
-            // Given at run time (`int8ZeroPointArgument`): oneDNN 2.6's jit int8 convolutions
-            // accept a compile-time source zero point but compute as if it were 0.
+            // Given at run time (`int8ZeroPointArgument`).
             var z = Int32.min   // DNNL_RUNTIME_S32_VAL
             try dnnl(dnnl_primitive_attr_set_zero_points(attrs.handle, Arg.src, 1, 0, &z), "set source zero point")
         }
@@ -98,14 +114,68 @@ extension Network {
         try dnnl(dnnl_post_ops_create(&p), "create post-ops")
         defer { dnnl_post_ops_destroy(p) }
         for op in postOps {
-            switch op.kind {
-            case "sum": try dnnl(dnnl_post_ops_append_sum_v2(p, op.a, op.type), "append sum post-op")
-            case "linear": try dnnl(dnnl_post_ops_append_eltwise(p, 1, dnnl_eltwise_linear, op.a, op.b), "append linear post-op")
-            default: try dnnl(dnnl_post_ops_append_eltwise(p, 1, dnnl_eltwise_clip_v2, op.a, op.b), "append clip post-op")
+            switch op {
+            case let .sum(scale, type): try dnnl(dnnl_post_ops_append_sum_v2(p, scale, type), "append sum post-op")
+            case let .linear(a, b): try dnnl(dnnl_post_ops_append_eltwise(p, 1, dnnl_eltwise_linear, a, b), "append linear post-op")
+            case let .clip(lo, hi): try dnnl(dnnl_post_ops_append_eltwise(p, 1, dnnl_eltwise_clip_v2, lo, hi), "append clip post-op")
+            case .round: try dnnl(dnnl_post_ops_append_eltwise(p, 1, dnnl_eltwise_round, 0, 0), "append round post-op")
             }
         }
         try dnnl(dnnl_primitive_attr_set_post_ops(attrs.handle, p), "set post-ops")
         return attrs
+    }
+
+    /// The post-ops that finish a requantization as onnxruntime's does (MLAS: clamp to the integer
+    /// range less the zero point, round half to even, then add the zero point): the chain's value
+    /// is the result in output steps without its zero point. Rounding before adding the zero point
+    /// matters: in f32, `v + z` can land on a tie that `v` is not on (or the reverse), and ties
+    /// round to even. With a zero point of 0 the final conversion rounds the same way.
+    func requantize(zeroPoint z: Int, low: Float = -.greatestFiniteMagnitude, high: Float = .greatestFiniteMagnitude) -> [Int8PostOp] {
+        let lo = max(low, Float(-z)), hi = min(high, Float(255 - z))
+        var ops: [Int8PostOp] = []
+        // The u8 conversion saturates to [-z, 255 - z] anyway; a tighter bound (an activation) is kept.
+        if lo > Float(-z) + 1e-3 || hi < Float(255 - z) - 1e-3 { ops.append(.clip(lo, hi)) }
+        if z != 0 { ops += [.round, .linear(1, Float(z))] }
+        return ops
+    }
+
+    /// Activation bounds (Relu, Clip) of `postOps` in units of `scale` (real / scale).
+    private func bounds(_ postOps: ArraySlice<PostOp>, scale: Float) -> (Float, Float) {
+        var lo = -Float.greatestFiniteMagnitude, hi = Float.greatestFiniteMagnitude
+        for case let .eltwise(alg, a, b) in postOps {
+            if alg == dnnl_eltwise_relu { lo = max(lo, 0) } else { lo = max(lo, a / scale); hi = min(hi, b / scale) }
+        }
+        return (lo, hi)
+    }
+
+    /// A convolution's or inner product's bias in accumulator units (oneDNN 2.6 adds it before
+    /// the output scales): the QDQ model's int32 values when its scale is `srcScale * weightScale`
+    /// (what quantizers write, and what onnxruntime adds as integers), else the float bias over
+    /// that scale; halved with the weights; less `sourceZeroPoint * sum(weights)` per output
+    /// channel when the source zero point is folded here rather than given to oneDNN.
+    private func int8Bias(_ bias: Tensor?, node: Node, model: Model, srcScale: Float, weightScales sw: [Float], halved: Bool,
+                          sourceZeroPoint: Int, weights wq: [Int32], outputs oc: Int, layer: String,
+                          integerBias: Bool = true) throws -> [Float] {
+        let perOC = wq.count / oc
+        let quantized = integerBias && node.inputs.count > 2 ? model.graph.quantization.weights[node.inputs[2]] : nil
+        var b = [Float](repeating: 0, count: oc)
+        for o in 0..<oc {
+            var acc: Double = 0
+            if let q = quantized, q.params.bits == 32, q.values.count == oc,
+               case let s = q.params.scales[q.params.perTensor ? 0 : o], abs(Double(s) / (Double(srcScale) * Double(sw[o])) - 1) < 1e-4 {
+                acc = Double(q.values[o])
+            } else if let bias {
+                acc = Double(bias.data[o]) / (Double(srcScale) * Double(sw[o]))
+            }
+            if halved { acc /= 2 }
+            if sourceZeroPoint != 0 {
+                var sum = 0
+                for k in 0..<perOC { sum += Int(wq[o * perOC + k]) }
+                acc -= Double(sourceZeroPoint * sum)
+            }
+            b[o] = Float(acc)
+        }
+        return b
     }
 
     /// Per-output-channel weight scales of a quantized weight with `outputs` channels along `axis`.
@@ -155,40 +225,54 @@ extension Network {
             let halve = plan.pairSums16 && !depthwiseKernel && !int8PairsFitInt16(qw.values, outputs: oc, perOutput: perOC)
             let wq = halve ? qw.values.map { Int32((Float($0) / 2).rounded(.toNearestOrEven)) } : qw.values
             if halve { halvedLayers.append(name) }
-            let sw = try weightScales(qw, outputs: oc, axis: 0, name).map { halve ? 2 * $0 : $0 }
+            let sw0 = try weightScales(qw, outputs: oc, axis: 0, name)
+            let sw = sw0.map { halve ? 2 * $0 : $0 }
             let dst = try storage(output, name, model: model, lowered: lowered)
             let res = try residual.map { try storage($0, name, model: model, lowered: lowered) }
-            let padded = (a.padsBegin + a.padsEnd).contains { $0 > 0 }
-            // Accumulator-domain bias with every zero point folded in (see the file comment).
-            let m = sw.map { src.scale * $0 / dst.scale }
-            let shiftBeforeSum = Float(dst.zeroPoint) - (res.map { $0.scale / dst.scale * Float($0.zeroPoint) } ?? 0)
-            var b = [Float](repeating: 0, count: oc)
-            for o in 0..<oc {
-                var acc = bias.map { $0.data[o] / (src.scale * sw[o]) } ?? 0
-                if !padded && src.zeroPoint != 0 {
-                    var sum: Int = 0
-                    for k in 0..<perOC { sum += Int(wq[o * perOC + k]) }
-                    acc -= Float(src.zeroPoint * sum)
-                }
-                b[o] = acc + shiftBeforeSum / m[o]
-            }
-            var ops: [(kind: String, a: Float, b: Float, type: dnnl_data_type_t)] = []
-            var afterSum = false
-            for op in postOps {
-                switch op {
-                case .sum:
-                    ops.append(("sum", res!.scale / dst.scale, 0, res!.type))
-                    afterSum = true
-                case let .eltwise(alg, lo, hi):
-                    let shift = afterSum ? Float(dst.zeroPoint) : shiftBeforeSum
-                    let (low, high) = alg == dnnl_eltwise_relu ? (Float(0), Float.greatestFiniteMagnitude) : (lo, hi)
-                    ops.append(("clip", max(low / dst.scale, -1e30) + shift, min(high / dst.scale, 1e30) + shift, dnnl_f32))
-                case .depthwise:
-                    throw failure(name, "fused depthwise post-op in int8")
-                }
-            }
             if let r = residual, res!.type != dst.type {
                 throw failure(name, "residual '\(r)' and the output are stored in different 8-bit types")
+            }
+            // The convolution's own result: before a residual Add it has its own QDQ pair, and
+            // onnxruntime rounds to it before adding (QLinearConv, then QLinearAdd).
+            let own = residual == nil ? dst : try? storage(node.outputs[0], name, model: model, lowered: lowered)
+            let padded = (a.padsBegin + a.padsEnd).contains { $0 > 0 }
+            // Output scales take the accumulator to `own`'s steps (or dst's, when the result has
+            // no QDQ pair of its own); the bias is in accumulator units, as oneDNN 2.6 adds it
+            // before the output scales.
+            let stepScale = own?.scale ?? dst.scale
+            let m = sw.map { src.scale * $0 / stepScale }
+            let b = try int8Bias(bias, node: node, model: model, srcScale: src.scale, weightScales: sw0, halved: halve,
+                                 sourceZeroPoint: padded ? 0 : src.zeroPoint, weights: wq, outputs: oc, layer: name)
+            let sumAt = postOps.firstIndex(of: .sum) ?? postOps.endIndex
+            if postOps.contains(where: { if case .depthwise = $0 { return true }; return false }) {
+                throw failure(name, "fused depthwise post-op in int8")
+            }
+            var ops: [Int8PostOp] = []
+            if let res {
+                // dst = round(own_s / dst_s * (own - own_z) + res_s / dst_s * (res - res_z) + dst_z):
+                // the zero point goes in before the final rounding, as in MLAS's QLinearAdd (fixed
+                // point there, so the two can differ by a step near ties). A second round + linear
+                // after the sum cannot be had: oneDNN 2.6's jit kernels give every eltwise post-op
+                // of one kind the first one's parameters (measured on avx2: every output 0).
+                let ratio = res.scale / dst.scale
+                let shift = Float(dst.zeroPoint) - ratio * Float(res.zeroPoint)
+                let (lo, hi) = bounds(postOps[..<sumAt], scale: stepScale)
+                if let own {
+                    // The result as onnxruntime stores it, less its zero point: saturate, round.
+                    let z = Float(own.zeroPoint)
+                    ops += [.clip(max(lo, -z), min(hi, 255 - z)), .round, .linear(own.scale / dst.scale, shift)]
+                } else {
+                    if lo > -.greatestFiniteMagnitude || hi < .greatestFiniteMagnitude { ops.append(.clip(lo, hi)) }
+                    ops.append(.linear(1, shift))
+                }
+                ops.append(.sum(ratio, res.type))
+                // Activations after the Add, bounds in dst's steps with its zero point.
+                let (lo2, hi2) = bounds(postOps[(sumAt + 1)...], scale: dst.scale)
+                let z = Float(dst.zeroPoint)
+                if lo2 + z > 1e-3 || hi2 + z < 255 - 1e-3 { ops.append(.clip(max(lo2 + z, 0), min(hi2 + z, 255))) }
+            } else {
+                let (lo, hi) = bounds(postOps[...], scale: dst.scale)
+                ops += requantize(zeroPoint: dst.zeroPoint, low: lo, high: hi)
             }
             let srcZero: Int32 = padded ? Int32(src.zeroPoint) : 0
             let attrs = try int8Attributes(scales: m, sourceZeroPoint: srcZero, postOps: ops)
@@ -248,21 +332,20 @@ extension Network {
             }
             let have = descs[input]!
             if have.data_type == dnnl_f32 {
-                // Quantize the float input as QuantizeLinear does: x / scale (a division, not a
-                // product with 1 / scale: inputs such as p / 127.5 - 1 sit on rounding ties, which
-                // the two break differently), + zero point, round half to even, saturate. A
-                // binary division into u8 in the input's layout, then a copy into the network's.
+                // Quantize the float input as QuantizeLinear does (and onnxruntime's MLAS):
+                // x / scale (a division, not a product with 1 / scale: inputs such as
+                // p / 127.5 - 1 sit on rounding ties, which the two break differently), clamp to
+                // the integer range less the zero point, round half to even, then add the zero
+                // point (adding it before rounding moves ties when it is odd, and in f32 makes
+                // new ones). A binary division into u8 in the input's layout, then a copy into
+                // the network's.
                 let v = try storage(output, name, model: model, lowered: lowered)
                 var d0 = have, plainU8 = try MD.make(have.dimensions, v.type, MD.plain(Int(have.ndims)))
                 var d1 = try MD.make([Int](repeating: 1, count: Int(have.ndims)), dnnl_f32, MD.plain(Int(have.ndims)))
                 var op = dnnl_binary_desc_t()
                 try dnnl(dnnl_binary_desc_init(&op, dnnl_binary_div, &d0, &d1, &plainU8), "describe quantization")
-                let attrs = try PrimitiveAttributes()
-                var p: dnnl_post_ops_t?
-                try dnnl(dnnl_post_ops_create(&p), "create post-ops")
-                defer { dnnl_post_ops_destroy(p) }
-                try dnnl(dnnl_post_ops_append_eltwise(p, 1, dnnl_eltwise_linear, 1, Float(v.zeroPoint)), "append zero point")
-                try dnnl(dnnl_primitive_attr_set_post_ops(attrs.handle, p), "set post-ops")
+                let z = Float(v.zeroPoint)
+                let attrs = try int8Attributes(scales: nil, postOps: [.clip(-z, 255 - z), .round, .linear(1, z)])
                 let prim = try Primitive(opDesc: &op, attributes: attrs, context: context, what: "quantization")
                 let scale = try weights.memory(name + "/scale", desc: d1, tensor: Tensor(shape: d1.dimensions, data: [v.scale]),
                                                plainDims: d1.dimensions, context: context)
@@ -304,15 +387,12 @@ extension Network {
             let alg = attrs?.countIncludePad == true ? dnnl_pooling_avg_include_padding : dnnl_pooling_avg_exclude_padding
             try dnnl(dnnl_pooling_v2_forward_desc_init(&op, dnnl_forward_inference, alg, &s, &d, &st, &k, &dil, &l, &r),
                      "describe int8 average pooling")
-            // y = s_x / s_y * (mean(x) - z_x) + z_y, rounded once.
+            // y = round(s_x / s_y * (mean(x) - z_x)) + z_y (QLinearGlobalAveragePool / QLinearAveragePool),
+            // here round(s_x / s_y * (mean(x) - z_x) + z_y): one linear post-op. oneDNN 2.6's jit
+            // kernels give every eltwise post-op of one kind the first one's parameters (measured:
+            // linear, round, linear scaled twice), so "round, then add z_y" cannot follow a linear.
             let ratio = src.scale / dst.scale
-            let pa = try PrimitiveAttributes()
-            var p: dnnl_post_ops_t?
-            try dnnl(dnnl_post_ops_create(&p), "create post-ops")
-            defer { dnnl_post_ops_destroy(p) }
-            try dnnl(dnnl_post_ops_append_eltwise(p, 1, dnnl_eltwise_linear, ratio, Float(dst.zeroPoint) - ratio * Float(src.zeroPoint)),
-                     "append linear post-op")
-            try dnnl(dnnl_primitive_attr_set_post_ops(pa.handle, p), "set post-ops")
+            let pa = try int8Attributes(scales: nil, postOps: [.linear(ratio, Float(dst.zeroPoint) - ratio * Float(src.zeroPoint))])
             let prim = try Primitive(opDesc: &op, attributes: pa, context: context, what: "int8 pooling")
             let dstMem = try allocate(output, prim.query(dnnl_query_dst_md))
             steps.append(try makeStep(prim, [(Arg.src, memories[input]!), (Arg.dst, dstMem)], layer: name))
@@ -325,33 +405,27 @@ extension Network {
             }
             guard let src = int8Values[input], src.type != dnnl_f32 else { throw failure(name, "input '\(input)' is not quantized") }
             let oc = weight.shape[0], k = weight.shape[1]
-            var alpha: Float = 1, outAxis = 1
-            if case let .gemm(g) = node.op { alpha = g.alpha; outAxis = g.transB ? 0 : 1 }
-            var sw = try weightScales(qw, outputs: oc, axis: outAxis, name).map { $0 * alpha }
+            var alpha: Float = 1, beta: Float = 1, outAxis = 1
+            if case let .gemm(g) = node.op { alpha = g.alpha; beta = g.beta; outAxis = g.transB ? 0 : 1 }
+            let sw0 = try weightScales(qw, outputs: oc, axis: outAxis, name).map { $0 * alpha }
             // The integer weights in [oc, k] order, halved where pair sums could saturate (as for conv).
             var ints = [Int32](repeating: 0, count: weight.count)
-            for o in 0..<oc { for j in 0..<k { ints[o * k + j] = Int32((weight.data[o * k + j] / sw[o]).rounded(.toNearestOrEven)) } }
-            if plan.pairSums16 && !int8PairsFitInt16(ints, outputs: oc, perOutput: k) {
+            for o in 0..<oc { for j in 0..<k { ints[o * k + j] = Int32((weight.data[o * k + j] / sw0[o]).rounded(.toNearestOrEven)) } }
+            let halve = plan.pairSums16 && !int8PairsFitInt16(ints, outputs: oc, perOutput: k)
+            if halve {
                 ints = ints.map { Int32((Float($0) / 2).rounded(.toNearestOrEven)) }
-                sw = sw.map { 2 * $0 }
                 halvedLayers.append(name)
             }
+            let sw = sw0.map { halve ? 2 * $0 : $0 }
             let dst: Int8Value? = model.graph.quantization.activations[output] == nil ? nil
                 : try storage(output, name, model: model, lowered: lowered)
-            let outScale = dst?.scale ?? 1
-            let m = sw.map { src.scale * $0 / outScale }
-            var q = [Float](repeating: 0, count: weight.count)
-            var b = [Float](repeating: 0, count: oc)
-            for o in 0..<oc {
-                var sum = 0
-                for j in 0..<k {
-                    let v = Float(ints[o * k + j])
-                    q[o * k + j] = v
-                    sum += Int(v)
-                }
-                b[o] = (bias.map { $0.data[o] / (src.scale * sw[o]) } ?? 0) - Float(src.zeroPoint * sum)
-                    + Float(dst?.zeroPoint ?? 0) / m[o]
-            }
+            let m = sw.map { src.scale * $0 / (dst?.scale ?? 1) }
+            let q = ints.map(Float.init)
+            // The Gemm's C is the lowered bias times beta: its integer form holds only when alpha = beta = 1.
+            let b = try int8Bias(bias, node: node, model: model, srcScale: src.scale, weightScales: sw0, halved: halve,
+                                 sourceZeroPoint: src.zeroPoint, weights: ints, outputs: oc, layer: name,
+                                 integerBias: alpha == 1 && beta == 1)
+            let postOps = dst.map { requantize(zeroPoint: $0.zeroPoint) } ?? []
             let dims = descs[input]!.dimensions
             let wDims = [oc] + Array(dims.dropFirst())
             var s = descs[input]!
@@ -360,7 +434,7 @@ extension Network {
             var d = try MD.make([batch, oc], dst?.type ?? dnnl_f32, dnnl_nc)
             var op = dnnl_inner_product_desc_t()
             try dnnl(dnnl_inner_product_forward_desc_init(&op, dnnl_forward_inference, &s, &w, &bd, &d), "describe int8 inner product")
-            let prim = try Primitive(opDesc: &op, attributes: int8Attributes(scales: m, postOps: []), context: context,
+            let prim = try Primitive(opDesc: &op, attributes: int8Attributes(scales: m, postOps: postOps), context: context,
                                      what: "int8 inner product")
             let wMem = try weights.memory(name + "/int8 weight", desc: prim.query(dnnl_query_weights_md),
                                           tensor: Tensor(shape: wDims, data: q), plainDims: wDims, context: context)
