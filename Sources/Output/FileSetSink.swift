@@ -20,6 +20,9 @@ public protocol FrameSink: AnyObject {
     func writeSegment(_ segment: LabelSegment) throws
     /// The input's pooled embedding (`--pool`): once, after its last frame, before `finish`.
     func writePooled(mode: PoolMode, frames: Int, embedding: [Float]) throws
+    /// `dropped` live frames were given up (the input outran inference), in order with the
+    /// records: as it happens, so a counter of drops is current while the input still runs.
+    func noteDropped(_ dropped: Int)
 }
 
 extension FrameSink {
@@ -38,6 +41,8 @@ extension FrameSink {
     public func writeSegment(_ segment: LabelSegment) throws {}
     /// Sinks that carry only frame records skip the pooled record.
     public func writePooled(mode: PoolMode, frames: Int, embedding: [Float]) throws {}
+    /// Most sinks have nothing to say about drops (the input's outcome counts them at its end).
+    public func noteDropped(_ dropped: Int) {}
 }
 
 /// Per-input files in an output folder: `STEM.jsonl` (the JSON lines), `STEM.npy` (float32

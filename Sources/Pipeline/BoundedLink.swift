@@ -37,12 +37,14 @@ public struct LinkState<Item> {
 
     public var isFull: Bool { count == capacity }
 
-    /// Offers an item; `.full` means the caller (with `.block`) must wait and offer again.
-    public mutating func offer(_ item: Item) -> Offer {
+    /// Offers an item; `.full` means the caller (with `.block`, or with `mayDrop` false) must
+    /// wait and offer again. `mayDrop` false: this item never evicts another (an end marker must
+    /// not cost the input its last frame).
+    public mutating func offer(_ item: Item, mayDrop: Bool = true) -> Offer {
         precondition(!closed, "offer after close")
         if cancelled { return .rejected }
         if count == capacity {
-            switch policy {
+            switch mayDrop ? policy : .block {
             case .block:
                 return .full
             case .dropOldest:
@@ -104,13 +106,13 @@ public final class BoundedLink<Item>: @unchecked Sendable {
         state = LinkState(capacity: capacity, policy: policy)
     }
 
-    /// Puts an item in, waiting for room under `.block`. Returns false when the link was cancelled
-    /// (the item was not taken).
+    /// Puts an item in, waiting for room under `.block` (or always, with `mayDrop` false).
+    /// Returns false when the link was cancelled (the item was not taken).
     @discardableResult
-    public func push(_ item: Item) -> Bool {
+    public func push(_ item: Item, mayDrop: Bool = true) -> Bool {
         condition.lock(); defer { condition.unlock() }
         while true {
-            switch state.offer(item) {
+            switch state.offer(item, mayDrop: mayDrop) {
             case .accepted, .dropped:
                 condition.broadcast()
                 return true

@@ -139,7 +139,7 @@ final class InputRun: @unchecked Sendable {
         _counts = (r?.framesDecoded ?? 0, r?.decodeErrors ?? 0, frameLink.drops)
         lock.unlock()
         advance(to: .draining)
-        frameLink.push(.end(end))
+        frameLink.push(.end(end), mayDrop: false)  // waits for room: the counts above stay final
         frameLink.close()
     }
 
@@ -156,6 +156,7 @@ final class InputRun: @unchecked Sendable {
             guard case .item(let item) = frameLink.pop() else { break }
             switch item {
             case .end(let e):
+                if frameLink.drops > reportedDrops { service.note(route, .gap(dropped: frameLink.drops - reportedDrops)) }
                 end = e
                 break loop
             case .frame(let frame, let decodedAt):

@@ -108,6 +108,7 @@ final class OutputStage {
                 stats.emit.measure { process(result, from: 0) }
             case .gap(let n):
                 dropped += n
+                sink?.noteDropped(n)
             case .error(let message):
                 input.fail(message)
             case .end(let e):

@@ -99,13 +99,28 @@ final class WatchedReader: FrameReader, @unchecked Sendable {
     }
 }
 
-/// Counts emitted records into the metrics, passing them on.
+/// Live frames dropped during one connection, as far as the metrics have counted them already.
+final class DropTally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _counted = 0
+    var counted: Int { lock.lock(); defer { lock.unlock() }; return _counted }
+    func add(_ n: Int) { lock.lock(); _counted += n; lock.unlock() }
+}
+
+/// Counts emitted records (and, with a `DropTally`, dropped live frames as they are dropped)
+/// into the metrics, passing the records on.
 final class CountingSink: FrameSink {
     let inner: FrameSink
     let metrics: Metrics
     let source: String
-    init(_ inner: FrameSink, metrics: Metrics, source: String) {
-        self.inner = inner; self.metrics = metrics; self.source = source
+    let drops: DropTally?
+    init(_ inner: FrameSink, metrics: Metrics, source: String, drops: DropTally? = nil) {
+        self.inner = inner; self.metrics = metrics; self.source = source; self.drops = drops
+    }
+    func noteDropped(_ dropped: Int) {
+        guard let drops else { return }
+        drops.add(dropped)
+        metrics.add("framepipe_frames_dropped_total", ["source": source], by: Double(dropped))
     }
     func write(_ record: FrameRecord) throws {
         try inner.write(record)

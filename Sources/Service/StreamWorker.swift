@@ -156,7 +156,8 @@ final class StreamWorker: @unchecked Sendable {
             let thisAttempt = attempt
             let base = frameBase
             var opened: WatchedReader?
-            var plan = s.engine.plan(input: url, live: true, sampling: s.config.sampling, sink: { CountingSink(sink, metrics: metrics, source: source) })
+            let drops = DropTally()
+            var plan = s.engine.plan(input: url, live: true, sampling: s.config.sampling, sink: { CountingSink(sink, metrics: metrics, source: source, drops: drops) })
             plan.name = config.name
             let open = plan.openReader
             plan.openReader = { [weak self] in
@@ -192,7 +193,10 @@ final class StreamWorker: @unchecked Sendable {
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
             metrics.set("framepipe_stream_up", ["source": source], 0)
             let outcome = report.inputs[0]
-            metrics.add("framepipe_frames_dropped_total", ["source": source], by: Double(outcome.framesDropped))
+            // Drops go into the metrics as they happen (the sink's tally); here only those the
+            // output never heard of (dropped after the last frame it was given).
+            let uncounted = outcome.framesDropped - drops.counted
+            if uncounted > 0 { metrics.add("framepipe_frames_dropped_total", ["source": source], by: Double(uncounted)) }
             if let reader { frameBase += reader.framesDecoded }
             if isStopping { break }
 

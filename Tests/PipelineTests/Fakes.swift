@@ -101,6 +101,8 @@ final class MemorySink: FrameSink, @unchecked Sendable {
     }
     func finish(error: String?) throws { lock.lock(); finishedWith = .some(error); lock.unlock() }
     func abandon() { lock.lock(); abandoned = true; lock.unlock() }
+    private(set) var notedDrops = 0
+    func noteDropped(_ dropped: Int) { lock.lock(); notedDrops += dropped; lock.unlock() }
 }
 
 func plan(_ name: String, reader: @escaping () throws -> FrameReader, sink: MemorySink, live: Bool = false) -> InputPlan {

@@ -40,6 +40,15 @@ import Testing
         guard case .item(2) = s.take(), case .item(3) = s.take() else { Issue.record("order"); return }
     }
 
+    @Test func anItemThatMayNotDropWaitsEvenOnADroppingLink() {
+        var s = LinkState<Int>(capacity: 2, policy: .dropOldest)
+        _ = s.offer(1); _ = s.offer(2)
+        guard case .full = s.offer(99, mayDrop: false) else { Issue.record("should wait for room"); return }
+        #expect(s.drops == 0)
+        guard case .item(1) = s.take() else { Issue.record("order"); return }
+        guard case .accepted = s.offer(99, mayDrop: false) else { Issue.record("should fit now"); return }
+    }
+
     @Test func cancelRejectsAndReturnsQueued() {
         var s = LinkState<Int>(capacity: 3)
         _ = s.offer(1); _ = s.offer(2)

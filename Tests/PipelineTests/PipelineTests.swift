@@ -156,6 +156,24 @@ import Output
         #expect(sink.abandoned)
     }
 
+    @Test func liveDropsReachTheSinkWhileTheInputRuns() {
+        // A live input read much faster than the (slow) model: the 2-frame link drops the oldest.
+        // The sink hears of the drops in-band, as they happen (the service's live drop counter
+        // reads them there), and no frame is lost uncounted: written + dropped = read (the end
+        // marker used to evict a last frame after the counts were taken).
+        let sink = MemorySink()
+        var o = options(batch: 4)
+        o.frameLinkCapacity = 2
+        o.maxLatency = 0.01
+        let p = Pipeline(runner: ScriptedRunner(delay: 20_000), options: o, stdout: nil, log: { _ in })
+        let report = p.run([plan("cam", reader: { FakeReader(count: 300, delay: 500) }, sink: sink, live: true)])
+        let out = report.inputs[0]
+        #expect(out.framesDropped > 0)
+        #expect(sink.notedDrops > 0)
+        #expect(sink.notedDrops == out.framesDropped)  // every drop, the last ones too
+        #expect(sink.records.count + out.framesDropped == 300, "written \(sink.records.count), dropped \(out.framesDropped)")
+    }
+
     @Test func liveInputFlushesPartialBatchAfterMaxLatency() {
         let runner = FakeRunner()
         let sink = MemorySink()
